@@ -1,0 +1,3 @@
+from flowlens.cli import main
+
+main()

@@ -1,0 +1,32 @@
+"""flowlens's exceptions. The CLI prints any of them as one line and exits non-zero.
+
+    FlowlensError
+    ├── InputError          a source cannot be opened or read at all (missing, unreadable gzip,
+    │   │                   binary garbage, empty, wrong --input-format)
+    │   └── BadInputError   an unreadable line under --strict (exit status 2)
+    └── UsageError          a bad flag value or combination (a malformed filter, ...)
+"""
+
+from __future__ import annotations
+
+
+class FlowlensError(Exception):
+    """Base of every error flowlens raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(FlowlensError):
+    """A source cannot be read."""
+
+
+class BadInputError(InputError):
+    """A line that cannot be read, under --strict."""
+
+    exit_code = 2
+
+
+class UsageError(FlowlensError):
+    """A flag value or combination that cannot be used."""
+
+    exit_code = 2

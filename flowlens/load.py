@@ -1,0 +1,105 @@
+"""Sources to frames: open what the user named, detect formats, read in batches, build frames."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from flowlens import frame as _frame
+from flowlens.errors import InputError
+from flowlens.sources.batch import FlowBatch, ReadReport
+from flowlens.sources.files import detect_format, expand, normalize_format, open_source
+
+Source = str | os.PathLike[str]
+DEFAULT_BATCH = 50_000
+
+
+@dataclass
+class ReadOptions:
+    """How to read sources: forced format, year for year-less timestamps, strictness."""
+
+    input_format: str | None = None
+    year: int | None = None
+    strict: bool = False
+    batch_size: int = DEFAULT_BATCH
+    keep_raw: bool = False
+    report: ReadReport = field(default_factory=ReadReport)
+
+    def __post_init__(self) -> None:
+        self.input_format = normalize_format(self.input_format)
+        self.report.strict = self.strict
+
+
+def _as_list(source: Source | Iterable[Source]) -> list[Source]:
+    if isinstance(source, (str, os.PathLike)):
+        return [source]
+    return list(source)
+
+
+def iter_batches(source: Source | Iterable[Source], options: ReadOptions) -> Iterator[FlowBatch]:
+    """Every batch of every source, in order. Raises InputError for a source that yields
+    nothing readable."""
+    for name in expand(_as_list(source)):
+        opened = open_source(name)
+        try:
+            fmt = options.input_format or detect_format(opened)
+            before = options.report.bad_lines
+            got = 0
+            for batch in _reader(fmt, opened, options):
+                got += batch.size + len(batch.lost_events)
+                yield batch
+            if got == 0 and options.report.bad_lines > before:
+                hint = "" if options.input_format is None else f" as {fmt} (check --input-format)"
+                raise InputError(f"{opened.name}: no line could be read{hint}")
+        finally:
+            if name != "-":
+                opened.stream.close()
+
+
+def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
+    if fmt == "jsonpb":
+        from flowlens.sources.jsonpb import read_jsonpb
+
+        return read_jsonpb(opened, options.report, options.batch_size, options.keep_raw)
+    from flowlens.sources.text import read_text
+
+    return read_text(opened, options.report, fmt, year=options.year,
+                     batch_size=options.batch_size)
+
+
+def iter_frames(source: Source | Iterable[Source], *, input_format: str | None = None,
+                year: int | None = None, strict: bool = False,
+                batch_size: int = DEFAULT_BATCH, report: ReadReport | None = None,
+                ) -> Iterator[pd.DataFrame]:
+    """Frames of at most `batch_size` flows, for inputs larger than memory."""
+    options = ReadOptions(input_format=input_format, year=year, strict=strict,
+                          batch_size=batch_size, report=report or ReadReport())
+    for batch in iter_batches(source, options):
+        yield _frame.build(batch)
+
+
+def read(source: Source | Iterable[Source], *, input_format: str | None = None,
+         year: int | None = None, strict: bool = False,
+         report: ReadReport | None = None) -> pd.DataFrame:
+    """Read flows from files, folders or `-` (stdin) into one frame."""
+    return _frame.concat(iter_frames(source, input_format=input_format, year=year,
+                                     strict=strict, report=report))
+
+
+def load(source: Source | Iterable[Source], options: ReadOptions,
+         ) -> tuple[pd.DataFrame, list[dict[str, Any]] | None]:
+    """One frame of everything, and the original records beside it when every source had them
+    and `options.keep_raw` asked for them (to write hubble's jsonpb back unchanged)."""
+    frames: list[pd.DataFrame] = []
+    raw: list[dict[str, Any]] | None = [] if options.keep_raw else None
+    for batch in iter_batches(source, options):
+        frames.append(_frame.build(batch))
+        if raw is not None and batch.raw is None:
+            raw = None
+        elif raw is not None and batch.raw is not None:
+            raw.extend(batch.raw)
+    return _frame.concat(frames), raw

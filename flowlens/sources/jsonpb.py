@@ -1,0 +1,480 @@
+"""jsonpb reader: `hubble observe -o jsonpb` lines, Hubble exporter files, legacy bare-Flow lines
+(`-o json` before hubble 0.11) and JSON arrays of either.
+
+Blocks of lines are decoded by pyarrow's JSON reader straight into columns with the schema below
+(only the fields the frame uses), and every column is derived with Arrow compute — no Python
+object per flow. Blocks it cannot take whole (a bad line, lowerCamelCase keys, bare Flows, enum
+numbers) go line by line through orjson first: bad lines are counted, the rest normalized and
+decoded the same way, so there is one extraction for every input.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from flowlens import _hubble as H
+from flowlens.sources.batch import FlowBatch, ReadReport
+from flowlens.sources.camel import to_proto_names
+from flowlens.sources.files import Opened
+
+_S = pa.string()
+_I = pa.int64()
+_B = pa.bool_()
+
+
+def _struct(**fields: pa.DataType) -> pa.StructType:
+    return pa.struct(list(fields.items()))
+
+
+_PORTS = _struct(source_port=_I, destination_port=_I)
+_ICMP = _struct(type=_I, code=_I)
+_ENDPOINT = _struct(identity=_I, namespace=_S, labels=pa.list_(_S), pod_name=_S,
+                    workloads=pa.list_(_struct(name=_S, kind=_S)))
+_SERVICE = _struct(name=_S, namespace=_S)
+_POLICIES = pa.list_(_struct(name=_S, kind=_S))
+_FLOW = _struct(
+    time=_S, uuid=_S, verdict=_S, drop_reason=_I, auth_type=_S,
+    IP=_struct(source=_S, destination=_S, ipVersion=_S),
+    l4=_struct(TCP=_struct(source_port=_I, destination_port=_I,
+                           flags=_struct(**dict.fromkeys(H.TCP_FLAG_ORDER, _B))),
+               UDP=_PORTS, ICMPv4=_ICMP, ICMPv6=_ICMP, SCTP=_PORTS,
+               VRRP=_struct(type=_I), IGMP=_struct(type=_I)),
+    source=_ENDPOINT, destination=_ENDPOINT, Type=_S, node_name=_S,
+    source_names=pa.list_(_S), destination_names=pa.list_(_S),
+    l7=_struct(type=_S, latency_ns=_S,
+               dns=_struct(query=_S, ips=pa.list_(_S), rcode=_I, qtypes=pa.list_(_S),
+                           observation_source=_S),
+               http=_struct(code=_I, method=_S, url=_S, protocol=_S),
+               kafka=_struct(topic=_S)),
+    event_type=_struct(type=_I, sub_type=_I),
+    source_service=_SERVICE, destination_service=_SERVICE,
+    traffic_direction=_S, policy_match_type=_I, debug_capture_point=_S, sock_xlate_point=_S,
+    ip_trace_id=_struct(trace_id=_S), drop_reason_desc=_S, is_reply=_B, Summary=_S,
+    ingress_allowed_by=_POLICIES, egress_allowed_by=_POLICIES,
+    ingress_denied_by=_POLICIES, egress_denied_by=_POLICIES,
+)
+_LOST = _struct(source=_S, num_events_lost=_S, cpu=_I, first=_S, last=_S)
+SCHEMA = pa.schema([("flow", _FLOW), ("lost_events", _LOST), ("node_name", _S), ("time", _S)])
+_PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+
+# In a block's first line, these send it to the careful path: camelCase names, node status.
+# (Other odd rows are caught after decoding: they are neither flow nor lost event.)
+_CAREFUL = (b'"nodeName"', b'"eventType"', b'"isReply"', b'"lostEvents"', b'"node_status"',
+            b'"nodeStatus"')
+# Keys that only a bare Flow (legacy `-o json`) has at its top level.
+_FLOW_KEYS = frozenset({"verdict", "Type", "IP", "l4", "source", "destination", "event_type",
+                        "Summary", "uuid", "eventType", "nodeName"})
+
+
+def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
+                keep_raw: bool = False) -> Iterator[FlowBatch]:
+    """Yield batches of flows from one jsonpb source; bad lines go to `report`."""
+    head = opened.stream.peek(64).lstrip()  # type: ignore[attr-defined]
+    if head[:1] == b"[":
+        yield from _read_array(opened, report, batch_size, keep_raw)
+        return
+    position = 0
+    first_line = 1
+    stream = opened.stream
+    while True:
+        # A block of whole lines: a big read, completed to the end of its last line.
+        block = stream.read(batch_size * 1200) + stream.readline()
+        if not block:
+            return
+        where = _Where(opened.name, first_line)
+        first_line += block.count(b"\n")
+        first = block[:block.find(b"\n")]
+        if not keep_raw and not any(m in first for m in _CAREFUL):
+            try:
+                table = pj.read_json(io.BytesIO(block), parse_options=_PARSE)
+            except pa.ArrowInvalid:
+                table = None
+            if table is not None and _all_known(table):
+                batch = _from_table(table, position, report)
+                position += batch.size
+                yield batch
+                continue
+        at_end = stream.peek(1) == b""  # type: ignore[attr-defined]
+        records = _decode_lines(block.splitlines(keepends=True), where, at_end, report)
+        batch = _from_records(records, where, position, report, keep_raw)
+        position += batch.size
+        yield batch
+
+
+class _Where:
+    """Names line numbers of a block for messages."""
+
+    def __init__(self, name: str, first_line: int) -> None:
+        self.name = name
+        self.first_line = first_line
+
+    def __call__(self, index: int) -> str:
+        return f"{self.name}:{self.first_line + index}"
+
+
+def _all_known(table: pa.Table) -> bool:
+    """Every row is a flow or a lost event (else some row needs the careful path)."""
+    known = pc.or_(pc.is_valid(table["flow"]), pc.is_valid(table["lost_events"]))
+    return bool(pc.all(known).as_py()) if len(table) else True
+
+
+def _decode_lines(lines: list[bytes], where: Callable[[int], str], at_end: bool,
+                  report: ReadReport) -> list[tuple[int, Any]]:
+    out = []
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if line.isspace():
+            continue
+        try:
+            out.append((i, orjson.loads(line)))
+        except orjson.JSONDecodeError as exc:
+            if i == last and at_end and not line.endswith(b"\n"):
+                report.cut_off(where(i))
+            else:
+                report.bad(where(i), f"not JSON ({exc.args[0].split(':')[0]})")
+    return out
+
+
+def _read_array(opened: Opened, report: ReadReport, batch_size: int,
+                keep_raw: bool) -> Iterator[FlowBatch]:
+    try:
+        items = orjson.loads(opened.stream.read())
+    except orjson.JSONDecodeError as exc:
+        report.bad(opened.name, f"not a JSON array ({exc.args[0]})")
+        return
+    if not isinstance(items, list):
+        report.bad(opened.name, "not a JSON array")
+        return
+    position = 0
+    for start in range(0, len(items), batch_size):
+        chunk = list(enumerate(items[start:start + batch_size]))
+        batch = _from_records(chunk, lambda i, s=start: f"{opened.name}[{s + i}]",
+                              position, report, keep_raw)
+        position += batch.size
+        yield batch
+
+
+def _normalize(rec: Any) -> dict[str, Any] | None:
+    """A decoded record in GetFlowsResponse shape with proto names, or None if not a flow,
+    lost event or node status."""
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    if any(k in rec for k in ("flow", "lost_events", "node_status", "lostEvents", "nodeStatus")):
+        out = to_proto_names(rec)
+        return out if isinstance(out, dict) else None
+    if "num_events_lost" in rec or "numEventsLost" in rec:
+        return {"lost_events": to_proto_names(rec)}  # legacy `-o json` bare LostEvent
+    if _FLOW_KEYS.intersection(rec):
+        return {"flow": to_proto_names(rec)}  # legacy `-o json` bare Flow
+    return None
+
+
+def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], position: int,
+                  report: ReadReport, keep_raw: bool) -> FlowBatch:
+    """The careful path: normalize each record, then decode them all as one block; a record
+    the block decoder rejects is counted as bad."""
+    good: list[dict[str, Any]] = []
+    lines: list[bytes] = []
+    for i, rec in records:
+        try:
+            norm = _normalize(rec)
+        except (ValueError, TypeError, AttributeError) as exc:
+            report.bad(where(i), str(exc))
+            continue
+        if norm is None:
+            report.other_records += 1
+            continue
+        if "node_status" in norm:
+            report.node_status.append(norm)
+            continue
+        encoded = orjson.dumps(norm)
+        if not _decodes(encoded):
+            report.bad(where(i), "not a Hubble flow (a field has the wrong type)")
+            continue
+        good.append(norm)
+        lines.append(encoded)
+    if lines:
+        table = pj.read_json(io.BytesIO(b"\n".join(lines)), parse_options=_PARSE)
+    else:
+        table = SCHEMA.empty_table()
+    batch = _from_table(table, position, report)
+    if keep_raw:
+        batch.raw = [r for r in good if "flow" in r]
+    return batch
+
+
+def _decodes(line: bytes) -> bool:
+    try:
+        pj.read_json(io.BytesIO(line), parse_options=_PARSE)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+# --- columns from an Arrow table --------------------------------------------------------------
+
+
+def _field(arr: pa.Array, *path: str) -> pa.Array:
+    for name in path:
+        arr = pc.struct_field(arr, name)
+    return arr
+
+
+def _null_if_empty(arr: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+
+
+def _null_if_zero(arr: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(arr, 0), pa.scalar(None, arr.type), arr)
+
+
+def _joined(arr: pa.Array, sep: str = ",") -> pa.Array:
+    """A list<string> column joined with `sep`; empty or missing lists are null."""
+    return _null_if_empty(pc.binary_join(arr, sep))
+
+
+def _per_unique(fn: Callable[..., Any], out_type: pa.DataType, *arrays: pa.Array) -> pa.Array:
+    """fn applied once per distinct combination of the arrays' values, spread back to rows."""
+    if not len(arrays[0]):
+        return pa.array([], type=out_type)
+    # One string key per row ("\x00" stands for null), dictionary-encoded in C.
+    parts = [pc.fill_null(pc.cast(a, _S), "\x00") for a in arrays]
+    key = pc.binary_join_element_wise(*parts, "\x01") if len(parts) > 1 else parts[0]
+    encoded = key.dictionary_encode()
+    _, first = np.unique(encoded.indices.to_numpy(), return_index=True)
+    values = [fn(*(a[int(i)].as_py() for a in arrays)) for i in first]
+    return pc.take(pa.array(values, type=out_type), encoded.indices)
+
+
+def _event_label(proto: str | None, l7type: str | None, dns_source: str | None,
+                 etype: int | None, esub: int | None, match: int | None,
+                 capture: str | None, sock: str | None) -> str:
+    """hubble's TYPE label, without the policy-verdict direction."""
+    if l7type is not None:
+        label = f"{proto or 'l7'}-{l7type.lower()}"
+        return label + " " + (dns_source or "") if proto == "dns" else label
+    sub = esub or 0
+    if etype == 4:
+        return H.TRACE_POINTS[sub] if 0 <= sub < len(H.TRACE_POINTS) else str(sub)
+    if etype == 1:
+        return H.drop_text(sub)
+    if etype == 5:
+        return "policy-verdict:" + _match_label(match)
+    if etype == 3:
+        return capture or "DBG_CAPTURE_POINT_UNKNOWN"
+    if etype == 7:
+        return _SOCK_LABELS.get(sock or "SOCK_XLATE_POINT_UNKNOWN", sock or "")
+    return "UNKNOWN"
+
+
+def _match_label(match: int | None) -> str:
+    m = match or 0
+    return H.POLICY_MATCH[m] if 0 <= m < len(H.POLICY_MATCH) else "unknown"
+
+
+_SOCK_LABELS = dict(zip(
+    ("SOCK_XLATE_POINT_UNKNOWN", "SOCK_XLATE_POINT_PRE_DIRECTION_FWD",
+     "SOCK_XLATE_POINT_POST_DIRECTION_FWD", "SOCK_XLATE_POINT_PRE_DIRECTION_REV",
+     "SOCK_XLATE_POINT_POST_DIRECTION_REV"),
+    H.SOCK_XLATE_POINTS, strict=True))
+
+
+def _workloads(arr: pa.Array) -> pa.Array:
+    """list<struct<name, kind>> as 'Kind/name' joined with ','."""
+    flat = pc.list_flatten(arr)
+    items = pc.binary_join_element_wise(pc.fill_null(_field(flat, "kind"), ""),
+                                        pc.fill_null(_field(flat, "name"), ""), "/")
+    return _joined(_renest(arr, items))
+
+
+def _renest(lists: pa.ListArray, items: pa.Array) -> pa.ListArray:
+    """`items` (one per element of the flattened `lists`) grouped back into the same lists."""
+    offsets = pc.subtract(lists.offsets, lists.offsets[0])
+    return pa.ListArray.from_arrays(offsets, items, mask=pc.is_null(lists))
+
+
+def _policies(arr: pa.Array) -> pa.Array:
+    """list<struct<name, kind>> as 'name (Kind)' joined with ', '."""
+    flat = pc.list_flatten(arr)
+    items = pc.binary_join_element_wise(_field(flat, "name"), " (", _field(flat, "kind"), ")", "")
+    return _joined(_renest(arr, items), ", ")
+
+
+def _tcp_flags(flags: pa.Array) -> pa.Array:
+    """The set flags joined with ',' in hubble's order (few distinct combinations)."""
+    def join(*bits: bool | None) -> str | None:
+        return ",".join(f for f, bit in zip(H.TCP_FLAG_ORDER, bits, strict=True) if bit) or None
+
+    return _per_unique(join, _S, *(_field(flags, f) for f in H.TCP_FLAG_ORDER))
+
+
+def _from_table(table: pa.Table, position: int, report: ReadReport) -> FlowBatch:
+    table = table.combine_chunks()
+    is_flow = pc.is_valid(table["flow"])
+    lost_rows = pc.is_valid(table["lost_events"])
+    lost = _lost_events(table, lost_rows, is_flow, position)
+    flows = table.filter(is_flow)
+    f = flows["flow"].combine_chunks() if flows.num_rows else pa.array([], type=_FLOW)
+    if isinstance(f, pa.ChunkedArray):
+        f = f.combine_chunks()
+    n = len(f)
+    return FlowBatch(columns=_columns(f, flows), size=n, lost_events=lost)
+
+
+def _lost_events(table: pa.Table, lost_rows: pa.Array, is_flow: pa.Array,
+                 position: int) -> list[dict[str, Any]]:
+    if not pc.any(lost_rows).as_py():
+        return []
+    flows_before = pc.subtract(pc.cumulative_sum(pc.cast(is_flow, _I)), pc.cast(is_flow, _I))
+    out = []
+    for i in pc.indices_nonzero(lost_rows).to_pylist():
+        ev = table["lost_events"][i].as_py()
+        out.append({
+            "time": table["time"][i].as_py(),
+            "node": table["node_name"][i].as_py(),
+            "source": ev.get("source") or "UNKNOWN_LOST_EVENT_SOURCE",
+            "cpu": ev.get("cpu"),
+            "num_events_lost": int(ev.get("num_events_lost") or 0),
+            "first": ev.get("first"),
+            "last": ev.get("last"),
+            "position": position + flows_before[i].as_py(),
+        })
+    return out
+
+
+def _side(f: pa.Array, key: str, port: pa.Array) -> dict[str, pa.Array]:
+    """One endpoint's columns; `key` is "source" or "destination"."""
+    ep = _field(f, key)
+    svc = _field(f, f"{key}_service")
+    service = pc.if_else(pc.is_valid(svc), pc.binary_join_element_wise(
+        pc.fill_null(_field(svc, "namespace"), ""), pc.fill_null(_field(svc, "name"), ""), "/"),
+        pa.scalar(None, _S))
+    return {
+        "namespace": _null_if_empty(_field(ep, "namespace")),
+        "pod": _null_if_empty(_field(ep, "pod_name")),
+        "workload": _workloads(_field(ep, "workloads")),
+        "service": service,
+        "identity": pc.fill_null(_field(ep, "identity"), 0),
+        "labels": _joined(_field(ep, "labels")),
+        "ip": _null_if_empty(_field(f, "IP", key)),
+        "port": _null_if_zero(port),
+        "names": _joined(_field(f, f"{key}_names")),
+    }
+
+
+def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
+    l4 = _field(f, "l4")
+    protocol = pa.nulls(len(f), _S)
+    sport = pa.nulls(len(f), _I)
+    dport = pa.nulls(len(f), _I)
+    for name in reversed(H.L4_PROTOCOLS):  # the first present one wins, as in the oneof
+        body = _field(l4, name)
+        present = pc.is_valid(body)
+        protocol = pc.if_else(present, name, protocol)
+        if name in H.PORT_PROTOCOLS:
+            sport = pc.if_else(present, _field(body, "source_port"), sport)
+            dport = pc.if_else(present, _field(body, "destination_port"), dport)
+
+    summary = _field(f, "Summary")
+    etype = _field(f, "event_type", "type")
+    esub = pc.if_else(pc.is_valid(etype), pc.fill_null(_field(f, "event_type", "sub_type"), 0),
+                      pa.scalar(None, _I))
+    l7 = _field(f, "l7")
+    l7type = _field(l7, "type")
+    l7proto = pc.if_else(pc.is_valid(_field(l7, "http")), "http",
+                         pc.if_else(pc.is_valid(_field(l7, "dns")), "dns",
+                                    pc.if_else(pc.is_valid(_field(l7, "kafka")), "kafka",
+                                               pa.scalar(None, _S))))
+    response = pc.fill_null(pc.equal(l7type, "RESPONSE"), False)
+    match_type = _field(f, "policy_match_type")
+    event = _per_unique(_event_label, _S, l7proto, l7type,
+                        _field(l7, "dns", "observation_source"), etype, esub, match_type,
+                        _field(f, "debug_capture_point"), _field(f, "sock_xlate_point"))
+    is_policy_verdict = pc.fill_null(pc.equal(etype, 5), False)
+    policy_match = pc.if_else(is_policy_verdict,
+                              _per_unique(_match_label, _S, match_type), pa.scalar(None, _S))
+
+    verdict = pc.fill_null(_field(f, "verdict"), "VERDICT_UNKNOWN")
+    desc = _field(f, "drop_reason_desc")
+    code = _field(f, "drop_reason")
+    code = pc.if_else(pc.is_valid(code), code, _per_unique(
+        lambda d: H.DROP_REASON_NUMBERS.get(d) if d else None, _I, desc))
+    desc = pc.if_else(pc.is_valid(desc), desc, _per_unique(
+        lambda c: H.DROP_REASON_NAMES.get(c) if c else None, _S, code))
+    direction = _field(f, "traffic_direction")
+    direction = pc.if_else(pc.is_in(direction, pa.array(["INGRESS", "EGRESS"])), direction,
+                           pa.scalar(None, _S))
+
+    icmp = pa.nulls(len(f), _S)
+    for name in ("ICMPv4", "ICMPv6"):
+        prefix = name + " "
+        hit = pc.and_(pc.equal(protocol, name), pc.starts_with(summary, prefix))
+        icmp = pc.if_else(pc.fill_null(hit, False), pc.utf8_slice_codeunits(summary, len(prefix)),
+                          icmp)
+
+    http = _field(l7, "http")
+    dns = _field(l7, "dns")
+    none_i = pa.scalar(None, _I)
+    allowed = pc.is_in(verdict, pa.array(["FORWARDED", "REDIRECTED"]))
+    policies = pa.nulls(len(f), _S)
+    for d, prefix in (("INGRESS", "ingress"), ("EGRESS", "egress")):
+        picked = pc.if_else(allowed, _policies(_field(f, f"{prefix}_allowed_by")),
+                            _policies(_field(f, f"{prefix}_denied_by")))
+        policies = pc.if_else(pc.fill_null(pc.equal(direction, d), False), picked, policies)
+    auth = _field(f, "auth_type")
+    trace_id = pc.cast(_field(f, "ip_trace_id", "trace_id"), pa.uint64())
+
+    src = _side(f, "source", sport)
+    dst = _side(f, "destination", dport)
+    time = pc.if_else(pc.is_valid(_field(f, "time")), _field(f, "time"), flows["time"])
+    node = pc.if_else(pc.is_valid(_field(f, "node_name")), _field(f, "node_name"),
+                      flows["node_name"])
+
+    columns: dict[str, Any] = {
+        "time": pc.cast(time, pa.timestamp("ns", tz="UTC")),
+        "node": _null_if_empty(node),
+        "verdict": verdict,
+        "drop_reason": desc,
+        "drop_reason_code": code,
+        "event_type": etype,
+        "event_subtype": esub,
+        "event": event,
+        "traffic_direction": direction,
+        "is_reply": _field(f, "is_reply"),
+        "policy_match": policy_match,
+    }
+    for prefix, side in (("src", src), ("dst", dst)):
+        columns.update({f"{prefix}_{k}": v for k, v in side.items()})
+    columns.update({
+        "ip_version": _field(f, "IP", "ipVersion"),
+        "protocol": protocol,
+        "tcp_flags": _tcp_flags(_field(l4, "TCP", "flags")),
+        "icmp_type": icmp,
+        "l7_type": l7type,
+        "l7_protocol": l7proto,
+        "http_method": _field(http, "method"),
+        "http_url": _field(http, "url"),
+        "http_code": pc.if_else(response, pc.fill_null(_field(http, "code"), 0), none_i),
+        "http_protocol": _field(http, "protocol"),
+        "dns_query": _field(dns, "query"),
+        "dns_rcode": pc.if_else(pc.and_(response, pc.is_valid(dns)),
+                                pc.fill_null(_field(dns, "rcode"), 0), none_i),
+        "dns_qtypes": _joined(_field(dns, "qtypes")),
+        "dns_ips": _joined(_field(dns, "ips")),
+        "latency_ns": pc.if_else(response, pc.fill_null(
+            pc.cast(_field(l7, "latency_ns"), pa.uint64()), 0), pa.scalar(None, pa.uint64())),
+        "auth_type": pc.if_else(pc.equal(auth, "DISABLED"), pa.scalar(None, _S), auth),
+        "ip_trace_id": _null_if_zero(trace_id),
+        "policies": policies,
+        "summary": summary,
+        "uuid": _field(f, "uuid"),
+    })
+    return columns
