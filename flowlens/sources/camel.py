@@ -1,40 +1,60 @@
-"""Accept lowerCamelCase jsonpb keys (protojson's default names) by mapping them to proto names."""
+"""Accept lowerCamelCase jsonpb keys (protojson's default names) by mapping them to proto names,
+message by message (one global table would be wrong: `ipVersion` is a proto name in `IP` and
+the JSON name of FlowFilter's `ip_version`)."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
 
 @cache
-def _json_to_proto() -> dict[str, str]:
-    from flowlens._proto.flow import flow_pb2
+def _response() -> Descriptor:
     from flowlens._proto.observer import observer_pb2
-    from flowlens._proto.relay import relay_pb2
 
-    mapping: dict[str, str] = {}
-    seen: set[str] = set()
-    todo = [m for pb in (flow_pb2, observer_pb2, relay_pb2)
-            for m in pb.DESCRIPTOR.message_types_by_name.values()]
-    while todo:
-        msg = todo.pop()
-        if msg.full_name in seen:
+    return observer_pb2.GetFlowsResponse.DESCRIPTOR
+
+
+@cache
+def _fields(msg: Descriptor) -> dict[str, FieldDescriptor]:
+    """Each field of a message by its proto name and by its JSON name."""
+    out = {fd.json_name: fd for fd in msg.fields}
+    out.update({fd.name: fd for fd in msg.fields})
+    return out
+
+
+def to_proto_names(value: Any, msg: Descriptor | None = None) -> Any:
+    """A copy of a decoded GetFlowsResponse (or, with `msg`, any message) with proto names.
+    Unknown keys are kept as they are."""
+    msg = msg or _response()
+    if not isinstance(value, dict):
+        return value
+    fields = _fields(msg)
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        fd = fields.get(key)
+        if fd is None:
+            out[key] = item
             continue
-        seen.add(msg.full_name)
-        todo.extend(msg.nested_types)
-        for fd in msg.fields:
-            if fd.json_name != fd.name:
-                mapping[fd.json_name] = fd.name
-            if fd.message_type is not None:
-                todo.append(fd.message_type)
-    return mapping
+        sub = fd.message_type
+        if sub is None or sub.full_name.startswith("google.protobuf."):
+            out[fd.name] = item
+        elif isinstance(item, list):
+            out[fd.name] = [to_proto_names(v, sub) for v in item]
+        else:
+            out[fd.name] = to_proto_names(item, sub)
+    return out
 
 
-def to_proto_names(value: Any) -> Any:
-    """A copy of a decoded jsonpb value with every lowerCamelCase key renamed to its proto name."""
-    if isinstance(value, dict):
-        names = _json_to_proto()
-        return {names.get(k, k): to_proto_names(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_proto_names(v) for v in value]
-    return value
+def flow_to_proto_names(value: Any) -> Any:
+    from flowlens._proto.flow import flow_pb2
+
+    return to_proto_names(value, flow_pb2.Flow.DESCRIPTOR)
+
+
+def lost_event_to_proto_names(value: Any) -> Any:
+    from flowlens._proto.flow import flow_pb2
+
+    return to_proto_names(value, flow_pb2.LostEvent.DESCRIPTOR)

@@ -22,7 +22,7 @@ import pyarrow.json as pj
 
 from flowlens import _hubble as H
 from flowlens.sources.batch import FlowBatch, ReadReport
-from flowlens.sources.camel import to_proto_names
+from flowlens.sources.camel import flow_to_proto_names, lost_event_to_proto_names, to_proto_names
 from flowlens.sources.files import Opened
 
 _S = pa.string()
@@ -171,9 +171,9 @@ def _normalize(rec: Any) -> dict[str, Any] | None:
         out = to_proto_names(rec)
         return out if isinstance(out, dict) else None
     if "num_events_lost" in rec or "numEventsLost" in rec:
-        return {"lost_events": to_proto_names(rec)}  # legacy `-o json` bare LostEvent
+        return {"lost_events": lost_event_to_proto_names(rec)}  # legacy `-o json` bare LostEvent
     if _FLOW_KEYS.intersection(rec):
-        return {"flow": to_proto_names(rec)}  # legacy `-o json` bare Flow
+        return {"flow": flow_to_proto_names(rec)}  # legacy `-o json` bare Flow
     return None
 
 
