@@ -1,0 +1,1500 @@
+"""Hubble's filter flags, defined once, with two back-ends.
+
+`hubble observe` turns its filter flags into two lists of `flow.FlowFilter` (spec §4): a
+whitelist (a flow must match ANY filter) and a blacklist (a flow matching ANY filter is dropped);
+inside one filter every set field must match (AND) and the values of one field are alternatives
+(OR). This module keeps that model:
+
+    (flag, value) pairs, in command-line order ──► Filters ──► whitelist/blacklist
+                                                                 │              │
+                                         to_request(), raw_filters_yaml()    mask(), select()
+                                         (GetFlowsRequest for a relay)       (a flows frame)
+
+`FLAGS` is the single table of filter flags: each row names the FlowFilter field it writes into
+the "left" and "right" filter (spec §4.1), how its value is parsed, and its help text. The
+FlowFilters themselves are kept as protojson-shaped dicts (proto field names, enum names), so
+the relay back-end converts them to protos and the frame back-end evaluates them field by field.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+import click
+import numpy as np
+import pandas as pd
+from google.protobuf import json_format
+
+from flowlens import _hubble as H
+from flowlens._proto.flow import flow_pb2
+from flowlens._proto.observer import observer_pb2
+from flowlens.errors import UsageError
+
+__all__ = [
+    "FLAGS",
+    "SELECTION_FLAGS",
+    "FilterCommand",
+    "Filters",
+    "canonical_flag",
+    "filter_options",
+    "flow_filters",
+    "mask",
+    "parse_duration",
+    "parse_time",
+    "raw_filters_yaml",
+    "select",
+    "selected_rows",
+    "time_window",
+    "to_request",
+]
+
+FlowFilterDict = dict[str, Any]
+"""One FlowFilter as protojson with proto field names: field -> list of values."""
+
+Parser = Callable[[str], Any]
+"""Turns a flag's text into the value appended to a FlowFilter field; ValueError = bad value."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Value parsers. Each returns the FlowFilter value in protojson form or raises ValueError(why).
+# ---------------------------------------------------------------------------------------------
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _ip_or_cidr(raw: str) -> str:
+    try:
+        if "/" in raw:
+            ipaddress.ip_network(raw, strict=False)
+        else:
+            ipaddress.ip_address(raw)
+    except ValueError:
+        raise ValueError("not an IP address or CIDR") from None
+    return raw
+
+
+def _ip_version(raw: str) -> str:
+    low = raw.lower()
+    if low in ("4", "v4", "ipv4", "ip4"):
+        return "IPv4"
+    if low in ("6", "v6", "ipv6", "ip6"):
+        return "IPv6"
+    return "IP_NOT_USED"
+
+
+_FQDN_CHARS = re.compile(r"[-a-zA-Z0-9_.*]+")
+
+
+def _fqdn(raw: str) -> str:
+    if not _FQDN_CHARS.fullmatch(raw):
+        raise ValueError("an FQDN pattern holds only letters, digits, '-', '_', '.' and '*'")
+    return raw
+
+
+_DIGITS = {2: "01", 8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
+
+
+def _go_uint(raw: str, bits: int, *, base0: bool = False) -> int:
+    """strconv.ParseUint: decimal; with base0 also 0x/0o/0b prefixes, leading-0 octal and
+    underscores between digits."""
+    base, digits = 10, raw
+    if base0:
+        prefix = raw[:2].lower()
+        if prefix in ("0x", "0o", "0b"):
+            base, digits = {"0x": 16, "0o": 8, "0b": 2}[prefix], raw[2:]
+        elif len(raw) > 1 and raw[0] == "0":
+            base, digits = 8, raw[1:]
+        if re.fullmatch(r"[^_]+(_[^_]+)+", digits):
+            digits = digits.replace("_", "")
+    if not digits or any(c not in _DIGITS[base] for c in digits):
+        raise ValueError("not a number")
+    value = int(digits, base)
+    if value >= 1 << bits:
+        raise ValueError(f"out of range (max {(1 << bits) - 1})")
+    return value
+
+
+def _port(raw: str) -> str:
+    _go_uint(raw, 16)
+    return raw
+
+
+_IDENTITY_NAMES: dict[str, int] = {
+    name: num for name, num in H.IDENTITY_FLAG_NAMES.items() if name != "unknown"
+}
+
+
+def _identity(raw: str) -> int:
+    if raw in _IDENTITY_NAMES:
+        return _IDENTITY_NAMES[raw]
+    try:
+        return _go_uint(raw, 32, base0=True)
+    except ValueError as exc:
+        names = ", ".join(_IDENTITY_NAMES)
+        raise ValueError(f"{exc}: want a number or one of {names}") from None
+
+
+def _workload(raw: str) -> dict[str, str]:
+    kind, sep, name = raw.partition("/")
+    if not sep:
+        kind, name = "", raw
+    if not kind and not name:
+        raise ValueError("want NAME, KIND/NAME or KIND/")
+    out = {}
+    if name:
+        out["name"] = name
+    if kind:
+        out["kind"] = kind
+    return out
+
+
+def _enum(names: Iterable[str], what: str) -> Parser:
+    allowed = tuple(names)
+
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"not a {what} (want one of {', '.join(allowed)})")
+        return raw
+
+    return parse
+
+
+_verdict = _enum(H.VERDICTS, "verdict")
+_drop_reason = _enum(H.DROP_REASON_NUMBERS, "drop reason")
+
+# `--type agent:<sub>` names (monitor numbering, spec §2.4).
+_AGENT_SUB_TYPES: tuple[str, ...] = (
+    "unspecified", "message", "agent-started", "endpoint-regenerate-success",
+    "endpoint-regenerate-failure", "policy-updated", "policy-deleted", "endpoint-created",
+    "endpoint-deleted", "ipcache-upserted", "ipcache-deleted",
+)
+_SUB_TYPE_NAMES: dict[int, dict[str, int]] = {
+    H.EVENT_TYPES["trace"]: {name: i for i, name in enumerate(H.TRACE_POINTS)},
+    H.EVENT_TYPES["agent"]: {name: i for i, name in enumerate(_AGENT_SUB_TYPES)},
+}
+
+
+def _int32(raw: str) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        raise ValueError("not a number")
+    value = int(raw)
+    if not -(1 << 31) <= value < 1 << 31:
+        raise ValueError("out of range")
+    return value
+
+
+def _event_type(raw: str) -> dict[str, Any]:
+    name, sep, sub = raw.partition(":")
+    if name in H.EVENT_TYPES:
+        etype = H.EVENT_TYPES[name]
+    else:
+        try:
+            etype = _int32(name)
+        except ValueError:
+            raise ValueError(f"unknown type {name!r} (want a number or one of "
+                             f"{', '.join(H.EVENT_TYPES)})") from None
+    out: dict[str, Any] = {"type": etype}
+    if sep:
+        names = _SUB_TYPE_NAMES.get(etype, {})
+        if sub in names:
+            out["sub_type"] = names[sub]
+        else:
+            try:
+                out["sub_type"] = _int32(sub)
+            except ValueError:
+                want = f"a number or one of {', '.join(names)}" if names else "a number"
+                raise ValueError(f"unknown sub type {sub!r} (want {want})") from None
+        out["match_sub_type"] = True
+    return out
+
+
+_PROTOCOLS = ("icmp", "icmpv4", "icmpv6", "tcp", "udp", "sctp", "vrrp", "igmp", "dns", "http",
+              "kafka")
+
+
+def _protocol(raw: str) -> str:
+    if raw.lower() not in _PROTOCOLS:
+        raise ValueError(f"unknown protocol (want one of {', '.join(_PROTOCOLS)})")
+    return raw
+
+
+_TCP_FLAGS = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
+
+
+def _tcp_flags(raw: str) -> dict[str, bool]:
+    flags = {}
+    for part in raw.split(","):
+        name = part.strip().upper()
+        if name not in _TCP_FLAGS:
+            raise ValueError(f"unknown TCP flag {part!r} (want {', '.join(_TCP_FLAGS)})")
+        flags[name] = True
+    return {name: True for name in _TCP_FLAGS if name in flags}
+
+
+_HTTP_STATUS = re.compile(r"[1-5][0-9][0-9]|[1-5][0-9]?\+")
+
+
+def _http_status(raw: str) -> str:
+    if not _HTTP_STATUS.fullmatch(raw):
+        raise ValueError("want a status code like 404 or a prefix like 5+ or 40+")
+    return raw
+
+
+def _regex(raw: str) -> str:
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression ({exc})") from None
+    return raw
+
+
+def _http_header(raw: str) -> dict[str, str]:
+    key, sep, value = raw.partition(":")
+    if not sep:
+        raise ValueError("want KEY:VALUE")
+    return {"key": key, "value": value}
+
+
+def _ip_trace_id(raw: str) -> int:
+    value = _go_uint(raw, 64)
+    if value == 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _direction(raw: str) -> str:
+    if raw.lower() not in ("ingress", "egress"):
+        raise ValueError("want ingress or egress")
+    return raw.upper()
+
+
+def _interface(raw: str) -> dict[str, str]:
+    return {"name": raw}
+
+
+def _selector(raw: str) -> str:
+    _parse_selector(raw)
+    return raw
+
+
+# ---- Kubernetes label selectors over Cilium labels (`source:key=value`) ----
+
+@dataclass(frozen=True)
+class _Requirement:
+    source: str | None  # None = any source
+    key: str
+    op: str  # exists, !exists, in, notin
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Sequence[tuple[str, str, str]]) -> bool:
+        found = [v for s, k, v in labels
+                 if k == self.key and (self.source is None or s == self.source)]
+        if self.op == "exists":
+            return bool(found)
+        if self.op == "!exists":
+            return not found
+        hit = any(v in self.values for v in found)
+        return hit if self.op == "in" else not hit
+
+
+_KEY = r"[A-Za-z0-9_.\-/:]+"
+_VALUE = r"[A-Za-z0-9_.\-/:]*"
+_REQ_NOT = re.compile(rf"!\s*({_KEY})")
+_REQ_CMP = re.compile(rf"({_KEY})\s*(==|=|!=)\s*({_VALUE})")
+_REQ_SET = re.compile(rf"({_KEY})\s+(in|notin)\s*\(\s*({_VALUE}(?:\s*,\s*{_VALUE})*)\s*\)")
+_REQ_HAS = re.compile(_KEY)
+
+
+def _split_key(key: str) -> tuple[str | None, str]:
+    source, sep, rest = key.partition(":")
+    if not sep:
+        return None, key
+    return (None if source == "any" else source), rest
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError("unbalanced ')'")
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError("unbalanced '('")
+    parts.append(text[start:])
+    return parts
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_selector(text: str) -> tuple[_Requirement, ...]:
+    """`k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`; comma = AND.
+    A key may carry a label source (`k8s:app`, `reserved:world`); without one, or with `any:`,
+    it matches labels of every source."""
+    if not text.strip():
+        raise ValueError("empty label selector")
+    reqs = []
+    for part in _split_top_level(text):
+        part = part.strip()
+        if m := _REQ_NOT.fullmatch(part):
+            reqs.append(_Requirement(*_split_key(m[1]), "!exists"))
+        elif m := _REQ_SET.fullmatch(part):
+            values = frozenset(v.strip() for v in m[3].split(","))
+            reqs.append(_Requirement(*_split_key(m[1]), m[2], values))
+        elif m := _REQ_CMP.fullmatch(part):
+            reqs.append(_Requirement(*_split_key(m[1]), "notin" if m[2] == "!=" else "in",
+                                     frozenset({m[3]})))
+        elif _REQ_HAS.fullmatch(part):
+            reqs.append(_Requirement(*_split_key(part), "exists"))
+        else:
+            raise ValueError(f"cannot parse label selector requirement {part!r}")
+    return tuple(reqs)
+
+
+def _parse_labels(joined: str | None) -> list[tuple[str, str, str]]:
+    """'k8s:app=x,reserved:world' -> [(source, key, value), ...]."""
+    out = []
+    for label in (joined or "").split(","):
+        if not label:
+            continue
+        source, sep, rest = label.partition(":")
+        if not sep:
+            source, rest = "unspec", label
+        key, _, value = rest.partition("=")
+        out.append((source, key, value))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The flag table.
+# ---------------------------------------------------------------------------------------------
+
+# Pseudo fields: namespace modifiers, applied when the filter is finished (spec §4.3).
+_SRC_NS = "@source_namespace"
+_DST_NS = "@destination_namespace"
+_CEL = "experimental.cel_expression"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One filter flag: what it writes into the left and right FlowFilter, and how."""
+
+    name: str  # long name without dashes
+    left: str  # FlowFilter field written into the left filter
+    right: str  # ... and into the right one (the same field for one-sided flags)
+    parse: Parser | None  # None: the flag takes no value and appends `const`
+    help: str
+    short: str | None = None
+    metavar: str = ""
+    const: Any = None
+
+    @property
+    def takes_value(self) -> bool:
+        return self.parse is not None
+
+    def value(self, raw: str | None) -> Any:
+        """The parsed value; UsageError naming the flag for a malformed one."""
+        if self.parse is None:
+            return self.const
+        if raw is None:
+            raise UsageError(f"flag --{self.name} needs a value")
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise UsageError(f"invalid value {raw!r} for --{self.name}: {exc}") from None
+
+
+def _one(name: str, fld: str, parse: Parser | None, help: str, *, short: str | None = None,
+         metavar: str = "", const: Any = None) -> Flag:
+    return Flag(name, fld, fld, parse, help, short, metavar, const)
+
+
+def _sides(name: str, fld: str, parse: Parser | None, what: str, *, short: str | None = None,
+           metavar: str = "", const: Any = None) -> tuple[Flag, ...]:
+    """--NAME (source field left, destination field right) and --from-NAME / --to-NAME."""
+    src, dst = f"source_{fld}", f"destination_{fld}"
+    if fld == "namespace":
+        src, dst = _SRC_NS, _DST_NS
+    return (
+        Flag(name, src, dst, parse, f"Show flows from or to {what}", short, metavar, const),
+        Flag(f"from-{name}", src, src, parse, f"Show flows from {what}", None, metavar, const),
+        Flag(f"to-{name}", dst, dst, parse, f"Show flows to {what}", None, metavar, const),
+    )
+
+
+FLAGS: tuple[Flag, ...] = (
+    _one("uuid", "uuid", _text, "Show the flow with this UUID", metavar="UUID"),
+    *_sides("ip", "ip", _ip_or_cidr, "this IP address or CIDR", metavar="IP"),
+    _one("snat-ip", "source_ip_xlated", _ip_or_cidr,
+         "Show flows whose post-SNAT source IP is this address or CIDR", metavar="IP"),
+    _one("ipv4", "ip_version", None, "Show only IPv4 flows", short="4", const="IPv4"),
+    _one("ipv6", "ip_version", None, "Show only IPv6 flows", short="6", const="IPv6"),
+    _one("ip-version", "ip_version", _ip_version, "Show only flows of this IP version (4 or 6)",
+         metavar="V"),
+    *_sides("pod", "pod", _text, "the pod [NAMESPACE/]POD_PREFIX", metavar="POD"),
+    *_sides("namespace", "namespace", _text, "pods in this namespace", short="n",
+            metavar="NS"),
+    *_sides("all-namespaces", "namespace", None, "pods in any namespace", short="A", const=""),
+    *_sides("service", "service", _text, "the service [NAMESPACE/]SERVICE_PREFIX",
+            metavar="SVC"),
+    *_sides("fqdn", "fqdn", _fqdn, "this DNS name pattern (e.g. *.cilium.io)", metavar="FQDN"),
+    *_sides("label", "label", _selector, "endpoints matching this label selector "
+            "(e.g. k8s:app=web, reserved:world)", short="l", metavar="SELECTOR"),
+    *_sides("identity", "identity", _identity, "this security identity (number or reserved "
+            "name)", metavar="ID"),
+    *_sides("workload", "workload", _workload, "this workload (NAME, KIND/NAME or KIND/)",
+            metavar="WORKLOAD"),
+    *_sides("cluster", "cluster_name", _text, "this cluster (pattern)", metavar="CLUSTER"),
+    *_sides("port", "port", _port, "this port", metavar="PORT"),
+    _one("node-name", "node_name", _text, "Show flows observed on nodes matching this pattern "
+         "(e.g. k8s*, cluster/*.example.com)", metavar="NODE"),
+    _one("node-label", "node_labels", _selector,
+         "Show flows observed on nodes matching this label selector", metavar="SELECTOR"),
+    _one("verdict", "verdict", _verdict, "Show flows with this verdict (FORWARDED, DROPPED, "
+         "AUDIT, REDIRECTED, ERROR, TRACED, TRANSLATED)", metavar="VERDICT"),
+    _one("drop-reason-desc", "drop_reason_desc", _drop_reason,
+         "Show drops with this reason (e.g. POLICY_DENIED)", metavar="REASON"),
+    _one("type", "event_type", _event_type, "Show events of this type, optionally sub type "
+         "(e.g. drop, trace:to-endpoint, l7)", short="t", metavar="TYPE[:SUB]"),
+    _one("protocol", "protocol", _protocol, "Show flows of this L4 or L7 protocol (tcp, udp, "
+         "icmp, dns, http, ...)", metavar="PROTO"),
+    _one("tcp-flags", "tcp_flags", _tcp_flags,
+         "Show TCP flows with all these flags set (e.g. SYN or SYN,ACK)", metavar="FLAGS"),
+    _one("http-status", "http_status_code", _http_status,
+         "Show HTTP responses with this status (404) or status prefix (5+, 40+)",
+         metavar="CODE"),
+    _one("http-method", "http_method", _text, "Show HTTP flows with this method",
+         metavar="METHOD"),
+    _one("http-path", "http_path", _regex, "Show HTTP flows whose path matches this regex",
+         metavar="REGEX"),
+    _one("http-url", "http_url", _regex, "Show HTTP flows whose URL matches this regex",
+         metavar="REGEX"),
+    _one("http-header", "http_header", _http_header, "Show HTTP flows with this header",
+         metavar="KEY:VALUE"),
+    _one("trace-id", "trace_id", _text, "Show flows with this trace-context trace ID",
+         metavar="ID"),
+    _one("ip-trace-id", "ip_trace_id", _ip_trace_id, "Show flows with this IP option trace ID",
+         metavar="N"),
+    _one("traffic-direction", "traffic_direction", _direction,
+         "Show flows in this direction (ingress or egress)", metavar="DIR"),
+    _one("interface", "interface", _interface, "Show flows seen on this network interface",
+         metavar="IFACE"),
+    _one("encrypted", "encrypted", None, "Show only encrypted flows", const=True),
+    _one("unencrypted", "encrypted", None, "Show only unencrypted flows", const=False),
+    _one("cel-expression", _CEL, _text, "Show flows matching this CEL expression over _flow",
+         metavar="EXPR"),
+)
+
+FLAGS_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
+_SHORT: dict[str, str] = {f.short: f.name for f in FLAGS if f.short}
+
+NOT = "not"
+ALLOWLIST = "allowlist"
+DENYLIST = "denylist"
+
+
+@dataclass(frozen=True)
+class SelectionFlag:
+    name: str
+    help: str
+    metavar: str = ""
+    short: str | None = None
+    takes_value: bool = True
+
+
+SELECTION_FLAGS: tuple[SelectionFlag, ...] = (
+    SelectionFlag("since", "Show flows since this time: a duration back from the newest flow "
+                  "(files) or now (relay), like 5m, 1h30m, 2d, or a date/RFC 3339 time",
+                  "TIME"),
+    SelectionFlag("until", "Show flows until this time (same forms as --since)", "TIME"),
+    SelectionFlag("last", "Show the newest N flows (per node on a relay)", "N"),
+    SelectionFlag("first", "Show the oldest N flows", "N"),
+    SelectionFlag("all", "Show all flows", takes_value=False),
+    SelectionFlag("follow", "Keep showing new flows as they arrive", short="f",
+                  takes_value=False),
+)
+_SELECTION_SHORT = {s.short: s.name for s in SELECTION_FLAGS if s.short}
+_SELECTION_NAMES = frozenset(s.name for s in SELECTION_FLAGS)
+
+
+def _slots(*names: str) -> tuple[frozenset[str], ...]:
+    return tuple(frozenset({n}) for n in names)
+
+
+# Incompatible flag groups (spec §4.1): two flags conflict when they sit in different slots of one
+# group. Checked per tracker (allow/deny), against the flags set before.
+_CONFLICTS: tuple[tuple[frozenset[str], ...], ...] = (
+    _slots("from-fqdn", "from-ip", "ip", "fqdn", "from-namespace", "namespace",
+           "from-all-namespaces", "all-namespaces"),
+    _slots("from-fqdn", "from-ip", "ip", "fqdn", "from-pod", "pod"),
+    _slots("to-fqdn", "to-ip", "ip", "fqdn", "to-namespace", "namespace", "to-all-namespaces",
+           "all-namespaces"),
+    _slots("to-fqdn", "to-ip", "ip", "fqdn", "to-pod", "pod"),
+    (frozenset({"to-pod", "from-pod", "to-service", "from-service"}), frozenset({"namespace"}),
+     frozenset({"all-namespaces"})),
+    _slots("label", "from-label"), _slots("label", "to-label"),
+    _slots("service", "from-service"), _slots("service", "to-service"),
+    _slots("port", "to-port"), _slots("port", "from-port"),
+    _slots("identity", "to-identity"), _slots("identity", "from-identity"),
+    _slots("workload", "to-workload"), _slots("workload", "from-workload"),
+    _slots("encrypted", "unencrypted"),
+)
+
+
+def _conflicts(a: str, b: str) -> bool:
+    for group in _CONFLICTS:
+        slot_a = next((i for i, s in enumerate(group) if a in s), None)
+        slot_b = next((i for i, s in enumerate(group) if b in s), None)
+        if slot_a is not None and slot_b is not None and slot_a != slot_b:
+            return True
+    return False
+
+
+def canonical_flag(name: str) -> str:
+    """'--from-pod', 'from-pod', 'from_pod', '-n' -> the long name without dashes."""
+    if len(name) == 2 and name[0] == "-" and name[1] != "-":
+        bare = _SHORT.get(name[1]) or _SELECTION_SHORT.get(name[1]) or name
+    else:
+        bare = name.lstrip("-").replace("_", "-")
+    if bare in FLAGS_BY_NAME or bare in _SELECTION_NAMES or bare in (NOT, ALLOWLIST, DENYLIST):
+        return bare
+    raise UsageError(f"unknown filter flag {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters: flags in order -> whitelist / blacklist.
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """One filter flag as given: parsed value and which list it went to."""
+
+    flag: Flag
+    raw: str | None
+    value: Any
+    negated: bool
+
+
+class _Tracker:
+    """One side (allow or deny) of hubble's filter assembly: a left and a right FlowFilter."""
+
+    def __init__(self) -> None:
+        self.left: FlowFilterDict = {}
+        self.right: FlowFilterDict = {}
+        self.seen: list[str] = []
+
+    def add(self, flag: Flag, value: Any) -> None:
+        for prev in self.seen:
+            if prev != flag.name and _conflicts(prev, flag.name):
+                raise UsageError(f"filters --{prev} and --{flag.name} cannot be combined")
+        if flag.name not in self.seen:
+            self.seen.append(flag.name)
+        _append(self.left, flag.left, value)
+        _append(self.right, flag.right, value)
+
+    def filters(self) -> list[FlowFilterDict]:
+        if not self.seen:
+            return []
+        left, right = _apply_namespaces(self.left), _apply_namespaces(self.right)
+        return [left] if left == right else [left, right]
+
+
+def _append(target: FlowFilterDict, path: str, value: Any) -> None:
+    head, _, rest = path.partition(".")
+    if rest:
+        _append(target.setdefault(head, {}), rest, value)
+    else:
+        target.setdefault(head, []).append(value)
+
+
+def _apply_namespaces(flt: FlowFilterDict) -> FlowFilterDict:
+    """Spec §4.3: a side with a namespace modifier and no pod/service gets pod [""], then every
+    pod/service entry without '/' becomes 'ns/entry' for each namespace."""
+    out = dict(flt)
+    for side, key in (("source", _SRC_NS), ("destination", _DST_NS)):
+        namespaces = out.pop(key, None)
+        if namespaces is None:
+            continue
+        pod, svc = f"{side}_pod", f"{side}_service"
+        if not out.get(pod) and not out.get(svc):
+            out[pod] = [""]
+        for fld in (pod, svc):
+            if fld in out:
+                out[fld] = _qualify(out[fld], namespaces)
+    return out
+
+
+def _qualify(entries: list[str], namespaces: list[str]) -> list[str]:
+    out: list[str] = []
+    for entry in entries:
+        if "/" not in entry:
+            out.extend(f"{ns}/{entry}" for ns in namespaces)
+            continue
+        ns = entry.split("/", 1)[0]
+        if "" not in namespaces and ns not in namespaces:
+            raise UsageError(f"{entry!r} names namespace {ns!r}, which conflicts with namespace "
+                             f"filter {', '.join(repr(n) for n in namespaces)}")
+        out.append(entry)
+    return out
+
+
+def _uint(flag: str, raw: str | None) -> int:
+    try:
+        return _go_uint(raw or "", 64)
+    except ValueError as exc:
+        raise UsageError(f"invalid value {raw!r} for --{flag}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """hubble's filter and selection flags, validated.
+
+    `flags` holds the filter flags in command-line order as (long name, value) pairs, with
+    ("not", None) before each negated one; the FlowFilter lists are derived from it on creation,
+    and every malformed value or combination raises UsageError then.
+    """
+
+    flags: tuple[tuple[str, str | None], ...] = ()
+    allowlist: tuple[str, ...] = ()
+    denylist: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    last: int | None = None
+    first: int | None = None
+    all: bool = False
+    follow: bool = False
+    entries: tuple[Entry, ...] = field(init=False, repr=False, compare=False)
+    whitelist: tuple[FlowFilterDict, ...] = field(init=False, repr=False, compare=False)
+    blacklist: tuple[FlowFilterDict, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        allow, deny = _Tracker(), _Tracker()
+        entries = []
+        negate = False
+        for name, raw in self.flags:
+            if name == NOT:
+                if negate:
+                    raise UsageError("--not --not is not allowed: --not negates the next "
+                                     "filter flag")
+                negate = True
+                continue
+            flag = FLAGS_BY_NAME.get(name)
+            if flag is None:
+                raise UsageError(f"unknown filter flag --{name}")
+            value = flag.value(raw)
+            (deny if negate else allow).add(flag, value)
+            entries.append(Entry(flag, raw, value, negate))
+            negate = False
+        if negate:
+            raise UsageError("--not must be followed by a filter flag")
+        white = allow.filters() + [f for t in self.allowlist for f in _json_filters(ALLOWLIST, t)]
+        black = deny.filters() + [f for t in self.denylist for f in _json_filters(DENYLIST, t)]
+        object.__setattr__(self, "entries", tuple(entries))
+        object.__setattr__(self, "whitelist", tuple(white))
+        object.__setattr__(self, "blacklist", tuple(black))
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        given = [n for n, on in (("last", self.last is not None), ("first", self.first is not None),
+                                 ("all", self.all), ("follow", self.follow)) if on]
+        for a, b in (("first", "last"), ("first", "all"), ("first", "follow"), ("last", "all")):
+            if a in given and b in given:
+                raise UsageError(f"flags --{a} and --{b} cannot be combined")
+        for name in ("last", "first"):
+            n = getattr(self, name)
+            if n is not None and not 0 <= n < 1 << 64:
+                raise UsageError(f"invalid value {n!r} for --{name}: want a count >= 0")
+        for name in ("since", "until"):
+            text = getattr(self, name)
+            if text is not None:
+                parse_time(text, pd.Timestamp.now(tz="UTC"), flag=name)
+
+    # ---- constructors ----
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str | None]]) -> Filters:
+        """From (flag, value) pairs in command-line order; flag names with or without dashes,
+        short forms allowed ('-n'); value None for flags that take none."""
+        flags: list[tuple[str, str | None]] = []
+        lists: dict[str, list[str]] = {ALLOWLIST: [], DENYLIST: []}
+        sel: dict[str, Any] = {}
+        for name, raw in pairs:
+            flag = canonical_flag(name)
+            if flag in lists:
+                if raw is None:
+                    raise UsageError(f"flag --{flag} needs a value")
+                lists[flag].append(raw)
+            elif flag in ("since", "until"):
+                sel[flag] = raw
+            elif flag in ("last", "first"):
+                sel[flag] = _uint(flag, raw)
+            elif flag in ("all", "follow"):
+                sel[flag] = True
+            elif flag == NOT:
+                flags.append((NOT, None))
+            else:
+                takes = FLAGS_BY_NAME[flag].takes_value
+                if takes and raw is None:
+                    raise UsageError(f"flag --{flag} needs a value")
+                flags.append((flag, raw if takes else None))
+        return cls(flags=tuple(flags), allowlist=tuple(lists[ALLOWLIST]),
+                   denylist=tuple(lists[DENYLIST]), **sel)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Filters:
+        """The library form: `Filters.from_kwargs(from_pod="default/frontend",
+        verdict=["DROPPED"], not_label="k8s:app=x", since="1h", last=10)`. Names are flag names
+        with '_'; a `not_` prefix negates; values are a str, a list of them, an int for
+        --last/--first, or True for flags without a value. Keyword order is flag order."""
+        pairs: list[tuple[str, str | None]] = []
+        for key, value in kwargs.items():
+            negated = key.startswith("not_")
+            name = canonical_flag(key[4:] if negated else key)
+            if name == NOT:
+                raise UsageError("use a not_ prefix, e.g. not_label=..., to negate a filter")
+            if negated and name not in FLAGS_BY_NAME:
+                raise UsageError(f"--{name} cannot be negated")
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                if v is None or v is False:
+                    continue
+                if negated:
+                    pairs.append((NOT, None))
+                pairs.append((name, None if v is True else str(v)))
+        return cls.from_pairs(pairs)
+
+    # ---- views ----
+
+    def argv(self) -> list[str]:
+        """The flags as a command line, e.g. for a report header."""
+        out: list[str] = []
+        for name, raw in self.flags:
+            out.append(f"--{name}")
+            if raw is not None:
+                out.append(raw)
+        for name in (ALLOWLIST, DENYLIST):
+            for text in getattr(self, name):
+                out += [f"--{name}", text]
+        for name in ("since", "until", "last", "first"):
+            if getattr(self, name) is not None:
+                out += [f"--{name}", str(getattr(self, name))]
+        out += [f"--{n}" for n in ("all", "follow") if getattr(self, n)]
+        return out
+
+    @property
+    def is_empty(self) -> bool:
+        """No filter at all (selection flags aside)."""
+        return not self.whitelist and not self.blacklist
+
+
+def _json_filters(flag: str, text: str) -> list[FlowFilterDict]:
+    """--allowlist/--denylist: one or more concatenated protojson FlowFilters."""
+    decoder = json.JSONDecoder()
+    out, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            break
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            message = json_format.ParseDict(obj, flow_pb2.FlowFilter())
+        except (ValueError, json_format.ParseError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"invalid value for --{flag}: not a FlowFilter in JSON ({why})"
+                             ) from None
+        out.append(_protojson(message, native_ints=True))
+    if not out:
+        raise UsageError(f"invalid value for --{flag}: empty")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Back-end 1: the GetFlowsRequest a relay gets, and --print-raw-filters.
+# ---------------------------------------------------------------------------------------------
+
+UINT64_MAX = (1 << 64) - 1
+DEFAULT_NUMBER = 20
+
+
+def _protojson(message: Any, *, native_ints: bool = False) -> dict[str, Any]:
+    """A message as protojson with proto field names, in declaration order (like Go's protojson);
+    64-bit integers as strings unless native_ints."""
+    out: dict[str, Any] = {}
+    for fd in message.DESCRIPTOR.fields:
+        value = getattr(message, fd.name)
+        if fd.is_repeated:
+            if len(value):
+                out[fd.name] = [_scalar(fd, v, native_ints) for v in value]
+        elif fd.type == fd.TYPE_MESSAGE:
+            if message.HasField(fd.name):
+                out[fd.name] = _protojson(value, native_ints=native_ints)
+        elif value:
+            out[fd.name] = _scalar(fd, value, native_ints)
+    return out
+
+
+def _scalar(fd: Any, value: Any, native_ints: bool) -> Any:
+    if fd.type == fd.TYPE_MESSAGE:
+        return _protojson(value, native_ints=native_ints)
+    if fd.type == fd.TYPE_ENUM:
+        known = fd.enum_type.values_by_number.get(value)
+        return known.name if known is not None else value
+    if fd.type in (fd.TYPE_UINT64, fd.TYPE_INT64, fd.TYPE_FIXED64, fd.TYPE_SINT64,
+                   fd.TYPE_SFIXED64) and not native_ints:
+        return str(value)
+    return value
+
+
+def _to_proto(flt: FlowFilterDict) -> flow_pb2.FlowFilter:
+    return json_format.ParseDict(flt, flow_pb2.FlowFilter())
+
+
+def flow_filters(filters: Filters
+                 ) -> tuple[list[flow_pb2.FlowFilter], list[flow_pb2.FlowFilter]]:
+    """(whitelist, blacklist) as flow.FlowFilter messages."""
+    return ([_to_proto(f) for f in filters.whitelist], [_to_proto(f) for f in filters.blacklist])
+
+
+def to_request(filters: Filters, *, now: datetime | pd.Timestamp | None = None,
+               field_mask: Sequence[str] = ()) -> observer_pb2.GetFlowsRequest:
+    """The observer.GetFlowsRequest `hubble observe` sends for these flags (spec §4.4):
+    number from --last/--first/--all (default 20 unless following or given a time range),
+    follow, since/until (durations count back from `now`; --until is dropped when following)."""
+    req = observer_pb2.GetFlowsRequest()
+    white, black = flow_filters(filters)
+    req.whitelist.extend(white)
+    req.blacklist.extend(black)
+    if filters.first is not None:
+        req.number = filters.first
+        req.first = True
+    elif filters.last is not None:
+        req.number = filters.last
+    elif filters.all:
+        req.number = UINT64_MAX
+    elif not filters.follow and filters.since is None and filters.until is None:
+        req.number = DEFAULT_NUMBER
+    req.follow = filters.follow
+    since, until = time_window(filters, now)
+    if since is not None:
+        req.since.FromNanoseconds(since.value)
+    if until is not None and not filters.follow:
+        req.until.FromNanoseconds(until.value)
+    if field_mask:
+        req.field_mask.paths.extend(field_mask)
+    return req
+
+
+def _yaml_quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def raw_filters_yaml(filters: Filters) -> str:
+    """What `hubble observe --print-raw-filters` prints: the allow and deny lists as YAML, one
+    JSON-encoded FlowFilter per item."""
+    lines = []
+    for key, flts in (("allowlist", filters.whitelist), ("denylist", filters.blacklist)):
+        if not flts:
+            lines.append(f"{key}: []")
+            continue
+        lines.append(f"{key}:")
+        for flt in flts:
+            text = json.dumps(_protojson(_to_proto(flt)), separators=(",", ":"),
+                              ensure_ascii=False)
+            lines.append(f"    - {_yaml_quote(text)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Back-end 2: the same filters over a flows frame.
+# ---------------------------------------------------------------------------------------------
+
+Bools = np.ndarray
+
+# FlowFilter fields whose data a flows frame does not carry -> what is missing.
+RELAY_ONLY: dict[str, str] = {
+    "source_ip_xlated": "post-SNAT source IPs",
+    "source_cluster_name": "cluster names",
+    "destination_cluster_name": "cluster names",
+    "interface": "network interfaces",
+    "http_header": "HTTP headers",
+    "node_labels": "node labels",
+    "trace_id": "trace-context trace IDs",
+    "encrypted": "encryption state",
+    "experimental": "the Flow messages CEL expressions evaluate",
+}
+
+
+def _relay_only_error(what: str, fld: str) -> UsageError:
+    return UsageError(f"{what} only works against a relay: the flows frame has no "
+                      f"{RELAY_ONLY[fld]}")
+
+
+def _check_frame_can_answer(filters: Filters) -> None:
+    for entry in filters.entries:
+        fld = entry.flag.left.split(".")[0]
+        if fld in RELAY_ONLY:
+            raise _relay_only_error(f"--{entry.flag.name}", fld)
+    for name, flts in ((ALLOWLIST, filters.allowlist), (DENYLIST, filters.denylist)):
+        for text in flts:
+            for flt in _json_filters(name, text):
+                for fld in flt:
+                    if fld in RELAY_ONLY:
+                        raise _relay_only_error(f"--{name} field {fld}", fld)
+
+
+def _per_value(col: pd.Series, pred: Callable[[Any], bool]) -> Bools:
+    """pred evaluated once per distinct value (None for NA) and mapped onto the rows."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    hits = np.fromiter((pred(u) for u in uniques), dtype=bool, count=len(uniques))
+    out = np.full(len(col), pred(None), dtype=bool)
+    valid = codes >= 0
+    out[valid] = hits[codes[valid]]
+    return out
+
+
+def _isin(col: pd.Series, values: Iterable[Any]) -> Bools:
+    return np.asarray(col.isin(list(values)).fillna(False), dtype=bool)
+
+
+def _ints(col: pd.Series, na: int = -1) -> np.ndarray:
+    return np.asarray(col.astype("Int64").fillna(na).to_numpy(dtype="int64"))
+
+
+def _prefix_patterns(values: list[str]) -> list[tuple[str, str]]:
+    """[ns/]prefix -> (namespace or '' for any, prefix); no '/' means namespace default."""
+    out = []
+    for v in values:
+        ns, sep, prefix = v.partition("/")
+        out.append((ns, prefix) if sep else ("default", v))
+    return out
+
+
+def _in_namespace(ns: str, value: str | None) -> bool:
+    return not ns or value == ns
+
+
+def _has_prefix(prefix: str, value: str | None) -> bool:
+    return (value or "").startswith(prefix)
+
+
+def _pods(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        acc = np.zeros(len(df), dtype=bool)
+        for ns, prefix in _prefix_patterns(values):
+            acc |= (_per_value(df[f"{side}_namespace"], functools.partial(_in_namespace, ns))
+                    & _per_value(df[f"{side}_pod"], functools.partial(_has_prefix, prefix)))
+        return acc
+    return match
+
+
+def _services(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        patterns = _prefix_patterns(values)
+
+        def pred(u: str | None) -> bool:
+            ns, _, name = (u or "/").partition("/")
+            return any((not pns or pns == ns) and name.startswith(p) for pns, p in patterns)
+        return _per_value(df[f"{side}_service"], pred)
+    return match
+
+
+def _ips(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        nets = [ipaddress.ip_network(v, strict=False) for v in values]
+
+        def pred(u: str | None) -> bool:
+            if u is None:
+                return False
+            try:
+                addr = ipaddress.ip_address(u)
+            except ValueError:
+                return False
+            return any(addr.version == n.version and addr in n for n in nets)
+        return _per_value(df[f"{side}_ip"], pred)
+    return match
+
+
+def _fqdn_regex(pattern: str) -> re.Pattern[str]:
+    body = "".join("[-a-z0-9_.]*" if c == "*" else re.escape(c)
+                   for c in pattern.lower().rstrip("."))
+    return re.compile(body)
+
+
+def _fqdns(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        rxs = [_fqdn_regex(v) for v in values]
+
+        def pred(u: str | None) -> bool:
+            names = [n.lower().rstrip(".") for n in (u or "").split(",") if n]
+            return any(rx.fullmatch(n) for rx in rxs for n in names)
+        return _per_value(df[f"{side}_names"], pred)
+    return match
+
+
+def _labels(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        selectors = [_parse_selector(v) for v in values]
+
+        def pred(u: str | None) -> bool:
+            labels = _parse_labels(u)
+            return any(all(r.matches(labels) for r in sel) for sel in selectors)
+        return _per_value(df[f"{side}_labels"], pred)
+    return match
+
+
+def _workloads(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        wanted = [(w.get("kind", ""), w.get("name", "")) for w in values]
+
+        def pred(u: str | None) -> bool:
+            have = [tuple(item.partition("/")[::2]) for item in (u or "").split(",") if item]
+            return any((not k or k == hk) and (not n or n == hn)
+                       for k, n in wanted for hk, hn in have)
+        return _per_value(df[f"{side}_workload"], pred)
+    return match
+
+
+def _column_isin(column: str, convert: Callable[[Any], Any] = int
+                 ) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        return _isin(df[column], (convert(v) for v in values))
+    return match
+
+
+def _names_in(column: str, na: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    """An enum column; NA counts as the enum's zero name `na`."""
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        wanted = set(values)
+        return _per_value(df[column], lambda u: (na if u is None else u) in wanted)
+    return match
+
+
+def _drop_reasons(df: pd.DataFrame, values: list[Any]) -> Bools:
+    codes = [v if isinstance(v, int) else H.DROP_REASON_NUMBERS[v] for v in values]
+    return np.isin(_ints(df["drop_reason_code"], 0), codes)
+
+
+def _event_types(df: pd.DataFrame, values: list[Any]) -> Bools:
+    etype, esub = _ints(df["event_type"]), _ints(df["event_subtype"])
+    acc = np.zeros(len(df), dtype=bool)
+    for v in values:
+        hit = etype == v.get("type", 0)
+        if v.get("match_sub_type"):
+            hit &= esub == v.get("sub_type", 0)
+        acc |= hit
+    return acc
+
+
+def _http_statuses(df: pd.DataFrame, values: list[Any]) -> Bools:
+    def pred(u: Any) -> bool:
+        if u is None or pd.isna(u):
+            return False
+        code = str(int(u))
+        return any(code.startswith(v[:-1]) if v.endswith("+") else code == v for v in values)
+    return _per_value(df["http_code"], pred)
+
+
+_L4_NAMES = {"tcp": {"TCP"}, "udp": {"UDP"}, "sctp": {"SCTP"}, "vrrp": {"VRRP"},
+             "igmp": {"IGMP"}, "icmpv4": {"ICMPv4"}, "icmpv6": {"ICMPv6"},
+             "icmp": {"ICMPv4", "ICMPv6"}}
+
+
+def _protocols(df: pd.DataFrame, values: list[Any]) -> Bools:
+    wanted = {v.lower() for v in values}
+    l4 = set().union(*(_L4_NAMES.get(w, set()) for w in wanted))
+    l7 = wanted & {"dns", "http", "kafka"}
+    return _isin(df["protocol"], l4) | _isin(df["l7_protocol"], l7)
+
+
+def _reply(df: pd.DataFrame, values: list[Any]) -> Bools:
+    wanted = {bool(v) for v in values}
+    return _per_value(df["is_reply"], lambda u: u is not None and bool(u) in wanted)
+
+
+def _whole(text: str) -> str:
+    return text
+
+
+def _url_path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _regexes(column: str, part: Callable[[str], str] = _whole
+             ) -> Callable[[pd.DataFrame, list[Any]], Bools]:
+    """Unanchored regex search over the column (or `part` of it)."""
+    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
+        rxs = [re.compile(v) for v in values]
+
+        def pred(u: str | None) -> bool:
+            return u is not None and any(rx.search(part(u)) for rx in rxs)
+        return _per_value(df[column], pred)
+    return match
+
+
+def _http_methods(df: pd.DataFrame, values: list[Any]) -> Bools:
+    wanted = {v.upper() for v in values}
+    return _per_value(df["http_method"], lambda u: u is not None and u.upper() in wanted)
+
+
+def _tcp_flag_sets(df: pd.DataFrame, values: list[Any]) -> Bools:
+    wanted = [frozenset(k for k, on in v.items() if on) for v in values]
+
+    def pred(u: str | None) -> bool:
+        have = set((u or "").split(","))
+        return any(w <= have for w in wanted)
+    return _per_value(df["tcp_flags"], pred)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if c == "*" else re.escape(c) for c in pattern))
+
+
+def _node_names(df: pd.DataFrame, values: list[Any]) -> Bools:
+    """`k8s*` matches the node part; `cluster/*.example.com` also the cluster part; `cluster/`
+    every node of that cluster."""
+    patterns = []
+    for v in values:
+        cluster, sep, node = v.rpartition("/")
+        patterns.append((_glob_regex(cluster) if sep else None, _glob_regex(node or "*")))
+
+    def pred(u: str | None) -> bool:
+        if u is None:
+            return False
+        cluster, sep, node = u.rpartition("/")
+        return any((crx is None or (bool(sep) and crx.fullmatch(cluster) is not None))
+                   and nrx.fullmatch(node) is not None for crx, nrx in patterns)
+    return _per_value(df["node"], pred)
+
+
+_MATCHERS: dict[str, Callable[[pd.DataFrame, list[Any]], Bools]] = {
+    "uuid": _column_isin("uuid", str),
+    "source_ip": _ips("src"),
+    "destination_ip": _ips("dst"),
+    "source_pod": _pods("src"),
+    "destination_pod": _pods("dst"),
+    "source_service": _services("src"),
+    "destination_service": _services("dst"),
+    "source_fqdn": _fqdns("src"),
+    "destination_fqdn": _fqdns("dst"),
+    "source_label": _labels("src"),
+    "destination_label": _labels("dst"),
+    "source_workload": _workloads("src"),
+    "destination_workload": _workloads("dst"),
+    "source_identity": _column_isin("src_identity"),
+    "destination_identity": _column_isin("dst_identity"),
+    "source_port": _column_isin("src_port"),
+    "destination_port": _column_isin("dst_port"),
+    "traffic_direction": _names_in("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN"),
+    "verdict": _names_in("verdict", "VERDICT_UNKNOWN"),
+    "drop_reason_desc": _drop_reasons,
+    "event_type": _event_types,
+    "http_status_code": _http_statuses,
+    "protocol": _protocols,
+    "reply": _reply,
+    "dns_query": _regexes("dns_query"),
+    "http_method": _http_methods,
+    "http_path": _regexes("http_url", _url_path),
+    "http_url": _regexes("http_url"),
+    "tcp_flags": _tcp_flag_sets,
+    "node_name": _node_names,
+    "ip_version": _names_in("ip_version", "IP_NOT_USED"),
+    "ip_trace_id": _column_isin("ip_trace_id"),
+}
+
+
+def _filter_mask(df: pd.DataFrame, flt: FlowFilterDict) -> Bools:
+    acc = np.ones(len(df), dtype=bool)
+    for fld, values in flt.items():
+        if fld in RELAY_ONLY:
+            raise _relay_only_error(f"filter field {fld}", fld)
+        if values:
+            acc &= _MATCHERS[fld](df, values)
+    return acc
+
+
+def mask(filters: Filters, df: pd.DataFrame) -> pd.Series:
+    """Which rows the filters keep: any whitelist filter matches (or there is none) and no
+    blacklist filter does. UsageError for a filter only a relay can evaluate."""
+    _check_frame_can_answer(filters)
+    keep = np.ones(len(df), dtype=bool)
+    if filters.whitelist:
+        keep = np.zeros(len(df), dtype=bool)
+        for flt in filters.whitelist:
+            keep |= _filter_mask(df, flt)
+    for flt in filters.blacklist:
+        keep &= ~_filter_mask(df, flt)
+    return pd.Series(keep, index=df.index, dtype=bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Time: --since / --until, and selection over a frame.
+# ---------------------------------------------------------------------------------------------
+
+_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
+       "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> pd.Timedelta | None:
+    """A Go duration (`300ms`, `1.5h`, `1h30m`, `-5m`) plus `d` for days; None if not one,
+    ValueError if it is beyond ±292 years (as in Go)."""
+    body, sign = text, 1
+    if body[:1] in ("+", "-"):
+        sign, body = (-1 if body[0] == "-" else 1), body[1:]
+    if body == "0":
+        return pd.Timedelta(0)
+    if not body:
+        return None
+    total, pos = Fraction(0), 0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if m is None:
+            return None
+        try:
+            total += Fraction(Decimal(m[1])) * _NS[m[2]]
+        except InvalidOperation:
+            return None
+        pos = m.end()
+    if abs(total) >= 1 << 63:
+        raise ValueError("out of range")
+    return pd.Timedelta(int(sign * total), unit="ns")
+
+
+_DATE = r"(\d{4})-(\d{2})-(\d{2})"
+_ZONE = r"(Z|[+-]\d{2}:\d{2})"
+_FRACTION = r"(?:[.,](\d+))?"
+_DAY = re.compile(_DATE)
+_HOUR = re.compile(rf"{_DATE}T(\d{{2}}){_ZONE}")
+_MINUTE = re.compile(rf"{_DATE}T(\d{{2}}):(\d{{2}}){_ZONE}")
+_RFC3339 = re.compile(rf"{_DATE}T(\d{{2}}):(\d{{2}}):(\d{{2}}){_FRACTION}{_ZONE}")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_RFC1123Z = re.compile(r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (" + "|".join(_MONTHS)
+                       + rf") (\d{{4}}) (\d{{2}}):(\d{{2}}):(\d{{2}}){_FRACTION} ([+-]\d{{4}})")
+
+
+def _zone(text: str) -> timezone:
+    if text == "Z":
+        return timezone.utc
+    digits = text[1:].replace(":", "")
+    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return timezone(-delta if text[0] == "-" else delta)
+
+
+def _stamp(year: str, month: str, day: str, hour: str = "0", minute: str = "0",
+           second: str = "0", fraction: str | None = None, zone: str = "Z") -> pd.Timestamp:
+    moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                      tzinfo=_zone(zone))
+    stamp = pd.Timestamp(moment).tz_convert("UTC")
+    if fraction:
+        stamp += pd.Timedelta(int(fraction[:9].ljust(9, "0")), unit="ns")
+    return stamp
+
+
+def _absolute(text: str) -> pd.Timestamp | None:
+    """The absolute forms of spec §4.4; None if `text` is none of them."""
+    if m := _DAY.fullmatch(text):
+        return _stamp(*m.groups())
+    if m := _HOUR.fullmatch(text):
+        year, month, day, hour, zone = m.groups()
+        return _stamp(year, month, day, hour, zone=zone)
+    if m := _MINUTE.fullmatch(text):
+        year, month, day, hour, minute, zone = m.groups()
+        return _stamp(year, month, day, hour, minute, zone=zone)
+    if m := _RFC3339.fullmatch(text):
+        return _stamp(*m.groups())
+    if m := _RFC1123Z.fullmatch(text):
+        day, month_name, year, hour, minute, second, fraction, zone = m.groups()
+        month = str(_MONTHS.index(month_name) + 1)
+        return _stamp(year, month, day, hour, minute, second, fraction, zone)
+    return None
+
+
+def parse_time(text: str, anchor: datetime | pd.Timestamp, *, flag: str = "since"
+               ) -> pd.Timestamp:
+    """--since/--until: a duration back from `anchor`, else an absolute time (spec §4.4)."""
+    anchor_ts = pd.Timestamp(anchor)
+    if anchor_ts.tzinfo is None:
+        anchor_ts = anchor_ts.tz_localize("UTC")
+    try:
+        duration = parse_duration(text)
+        if duration is not None:
+            return anchor_ts.tz_convert("UTC") - duration
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise UsageError(f"invalid value {text!r} for --{flag}: out of range") from None
+    try:
+        stamp = _absolute(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid value {text!r} for --{flag}: {exc}") from None
+    if stamp is None:
+        raise UsageError(
+            f"invalid value {text!r} for --{flag}: want a duration like 5m, 1h30m or 2d, or a "
+            "time like 2024-01-26, 2024-01-26T09:07:03Z or 'Fri, 26 Jan 2024 09:07:03 +0000'")
+    return stamp
+
+
+def time_window(filters: Filters, newest: datetime | pd.Timestamp | None
+                ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """(since, until) as UTC timestamps; durations count back from `newest` (None = now)."""
+    anchor = pd.Timestamp.now(tz="UTC") if newest is None or pd.isna(newest) else newest
+    since = None if filters.since is None else parse_time(filters.since, anchor, flag="since")
+    until = None if filters.until is None else parse_time(filters.until, anchor, flag="until")
+    return since, until
+
+
+def selected_rows(filters: Filters, df: pd.DataFrame,
+                  newest: datetime | pd.Timestamp | None = None) -> np.ndarray:
+    """Positions (ascending) of the rows `hubble observe --input-file` would show: mask, then
+    --since/--until (durations count back from `newest`, by default the newest flow in `df`),
+    then --first/--last N (the oldest/newest by time). Files default to every flow."""
+    keep = mask(filters, df).to_numpy(copy=True)
+    times = df["time"]
+    if filters.since is not None or filters.until is not None:
+        anchor = times.max() if newest is None else newest
+        since, until = time_window(filters, anchor)
+        if since is not None:
+            keep &= np.asarray((times >= since).fillna(False), dtype=bool)
+        if until is not None:
+            keep &= np.asarray((times <= until).fillna(False), dtype=bool)
+    positions = np.flatnonzero(keep)
+    n = filters.first if filters.first is not None else filters.last
+    if n is not None and n < len(positions):
+        picked = times.iloc[positions].reset_index(drop=True)
+        order = picked.sort_values(kind="stable", na_position="first").index.to_numpy()
+        chosen = order[:n] if filters.first is not None else order[len(order) - n:]
+        positions = np.sort(positions[chosen])
+    return positions
+
+
+def select(filters: Filters, df: pd.DataFrame,
+           newest: datetime | pd.Timestamp | None = None) -> pd.DataFrame:
+    """The rows of `selected_rows`, in their order."""
+    return df.iloc[selected_rows(filters, df, newest)]
+
+
+# ---------------------------------------------------------------------------------------------
+# click: the same flags on a command, with their order kept.
+# ---------------------------------------------------------------------------------------------
+
+_PARAM_PREFIX = "filter_"
+_META_KEY = "flowlens.filters"
+_ENV = {ALLOWLIST: "HUBBLE_ALLOWLIST", DENYLIST: "HUBBLE_DENYLIST"}
+
+
+def _param_name(flag: str) -> str:
+    return _PARAM_PREFIX + flag.replace("-", "_")
+
+
+def _options() -> list[click.Option]:
+    opts = []
+    for f in FLAGS:
+        decls = [f"--{f.name}", _param_name(f.name)]
+        if f.short:
+            decls.insert(0, f"-{f.short}")
+        if f.takes_value:
+            opts.append(click.Option(decls, multiple=True, metavar=f.metavar, help=f.help))
+        else:
+            opts.append(click.Option(decls, is_flag=True, help=f.help))
+    opts.append(click.Option(["--not", _param_name(NOT)], is_flag=True,
+                             help="Negate the next filter flag (e.g. --not --from-ip 10.0.0.1)"))
+    for name in (ALLOWLIST, DENYLIST):
+        side = "allowed" if name == ALLOWLIST else "denied"
+        opts.append(click.Option([f"--{name}", _param_name(name)], multiple=True,
+                                 metavar="JSON",
+                                 help=f"Flows matching this JSON FlowFilter are {side} "
+                                      f"(env {_ENV[name]})"))
+    for s in SELECTION_FLAGS:
+        decls = [f"--{s.name}", _param_name(s.name)]
+        if s.short:
+            decls.insert(0, f"-{s.short}")
+        if s.takes_value:
+            opts.append(click.Option(decls, multiple=True, metavar=s.metavar, help=s.help))
+        else:
+            opts.append(click.Option(decls, is_flag=True, help=s.help))
+    return opts
+
+
+_PARAM_TO_FLAG: dict[str, str] = {
+    _param_name(n): n
+    for n in [*FLAGS_BY_NAME, NOT, ALLOWLIST, DENYLIST, *_SELECTION_NAMES]
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def filter_options(f: F) -> F:
+    """Add every filter and selection flag to a click command; the callback gets `filters`
+    (a Filters) instead of the individual flags. The command must be a FilterCommand, which
+    keeps the flags' order (`@click.command(cls=FilterCommand)`)."""
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for name in _PARAM_TO_FLAG:
+            kwargs.pop(name, None)
+        filters = click.get_current_context().meta.get(_META_KEY)
+        if filters is None:
+            raise RuntimeError("filter_options needs a FilterCommand: "
+                               "@click.command(cls=FilterCommand)")
+        return f(*args, filters=filters, **kwargs)
+
+    params = getattr(run, "__click_params__", [])
+    params.extend(reversed(_options()))  # click reverses decorator-added params
+    run.__click_params__ = params  # type: ignore[attr-defined]
+    return cast(F, run)
+
+
+def ordered_pairs(opts: Mapping[str, Any], order: Sequence[click.Parameter],
+                  environ: Mapping[str, str] = os.environ) -> list[tuple[str, str | None]]:
+    """(flag, value) pairs in command-line order from click's parser output."""
+    taken: dict[str, int] = {}
+    pairs: list[tuple[str, str | None]] = []
+    for param in order:
+        name = param.name or ""
+        flag = _PARAM_TO_FLAG.get(name)
+        if flag is None:
+            continue
+        value = opts.get(name)
+        if isinstance(value, (list, tuple)):
+            i = taken.get(name, 0)
+            taken[name] = i + 1
+            pairs.append((flag, str(value[i])))
+        else:
+            pairs.append((flag, None))
+    for name, var in _ENV.items():  # the flag, when given, wins over the environment
+        if _param_name(name) not in taken and environ.get(var):
+            pairs.append((name, environ[var]))
+    return pairs
+
+
+class FilterCommand(click.Command):
+    """A click command that records the order of filter flags (click keeps values per option,
+    which loses how `--not` interleaves with them) and builds the command's Filters."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        argv = list(args)
+        rest = super().parse_args(ctx, args)
+        opts, _, order = self.make_parser(ctx).parse_args(args=argv)
+        try:
+            ctx.meta[_META_KEY] = Filters.from_pairs(ordered_pairs(opts, order))
+        except UsageError as exc:
+            if not ctx.resilient_parsing:
+                raise click.UsageError(str(exc), ctx) from exc
+        return rest
