@@ -27,7 +27,7 @@ _CAPTURE_ENUM = {v: k for k, v in H.DEBUG_CAPTURE_POINTS.items()}
 
 
 def _na(v: Any) -> bool:
-    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
 
 
 def _time(ts: Any) -> str | None:
@@ -66,6 +66,9 @@ def _service(value: Any) -> dict[str, str] | None:
 
 def _l4(r: dict[str, Any]) -> dict[str, Any] | None:
     proto = r["protocol"]
+    if _na(proto) and not (_na(r["src_port"]) and _na(r["dst_port"])):
+        # Text prints no L4 protocol on L7 lines; HTTP and Kafka ride on TCP, DNS mostly on UDP.
+        proto = {"http": "TCP", "kafka": "TCP", "dns": "UDP"}.get(r["l7_protocol"])
     if _na(proto):
         return None
     body: dict[str, Any] = {}
@@ -133,11 +136,12 @@ def flow_dict(r: dict[str, Any]) -> dict[str, Any]:
         f["drop_reason"] = int(r["drop_reason_code"])
     if not _na(r["auth_type"]):
         f["auth_type"] = r["auth_type"]
+    # hubble names endpoints only for flows with an IP message: keep one, even empty, when the
+    # text showed pods but not their addresses.
     ip = {k: r[c] for k, c in (("source", "src_ip"), ("destination", "dst_ip")) if not _na(r[c])}
-    if ip:
-        if not _na(r["ip_version"]):
-            ip["ipVersion"] = r["ip_version"]
-        f["IP"] = ip
+    if not _na(r["ip_version"]):
+        ip["ipVersion"] = r["ip_version"]
+    f["IP"] = ip
     if (l4 := _l4(r)) is not None:
         f["l4"] = l4
     f["source"] = _endpoint(r, "src")
