@@ -58,7 +58,8 @@ def main() -> None:
         t_jsonpb, frame = best_of(args.repeat, lambda: flowlens.read(jsonpb))
         t_text, _ = best_of(args.repeat, lambda: flowlens.read(text, year=2026))
         ratio = t_jsonpb / t_decode
-        print(f"orjson decode only     {t_decode:7.3f} s  {n / t_decode:>10,.0f} lines/s  (baseline)")
+        print(f"orjson decode only     {t_decode:7.3f} s  {n / t_decode:>10,.0f} lines/s  "
+              "(baseline)")
         print(f"jsonpb -> frame        {t_jsonpb:7.3f} s  {n / t_jsonpb:>10,.0f} flows/s  "
               f"{ratio:.2f}x decode  (target <= 2.5x: {'ok' if ratio <= 2.5 else 'MISSED'})")
         rate = n / t_text

@@ -3,4 +3,7 @@
 from flowlens.frame.build import build, build_lost_events, concat, empty, take
 from flowlens.frame.schema import COLUMNS, LOST_EVENT_COLUMNS, NAMES
 
-__all__ = ["COLUMNS", "LOST_EVENT_COLUMNS", "NAMES", "build", "build_lost_events", "concat", "empty", "take"]
+__all__ = [
+    "COLUMNS", "LOST_EVENT_COLUMNS", "NAMES",
+    "build", "build_lost_events", "concat", "empty", "take",
+]

@@ -30,7 +30,7 @@ COLUMNS: tuple[Column, ...] = (
        "policy-verdict:none, http-request, dns-request proxy, ..."),
     _C("traffic_direction", "category", "INGRESS or EGRESS; NA when unknown"),
     _C("is_reply", "boolean", "reply packet; NA when unknown (<> in compact text)"),
-    _C("policy_match", "category", "policy-verdict match type: none, L3-Only, L3-L4, L4-Only, all, ..."),
+    _C("policy_match", "category", "policy-verdict match: none, L3-Only, L3-L4, L4-Only, all, ..."),
     _C("src_namespace", "category", "source namespace"),
     _C("src_pod", "category", "source pod name"),
     _C("src_workload", "category", "source workloads as Kind/name, joined with ','"),
@@ -81,7 +81,7 @@ DTYPES: dict[str, str] = {c.name: c.dtype for c in COLUMNS}
 LOST_EVENT_COLUMNS: tuple[Column, ...] = (
     _C("time", "datetime64[ns, UTC]", "when the loss was reported"),
     _C("node", "category", "node that lost the events"),
-    _C("source", "category", "LostEventSource name: HUBBLE_RING_BUFFER, PERF_EVENT_RING_BUFFER, ..."),
+    _C("source", "category", "LostEventSource: HUBBLE_RING_BUFFER, PERF_EVENT_RING_BUFFER, ..."),
     _C("cpu", "Int32", "CPU, when reported"),
     _C("num_events_lost", "UInt64", "how many events were lost"),
     _C("first", "datetime64[ns, UTC]", "first lost event time, when reported"),

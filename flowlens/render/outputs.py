@@ -1,4 +1,4 @@
-"""Writing frames to files: `.parquet`, `.csv`, `.jsonl` (frame rows) and `.jsonpb` (hubble-readable)."""
+"""Writing frames to files: `.parquet`, `.csv`, `.jsonl` (frame rows), `.jsonpb` (for hubble)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def output_kind(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise UsageError(
-            f"{path}: unknown output type {suffix or '(none)'}: use one of {', '.join(OUTPUT_SUFFIXES)}")
+            f"{path}: unknown output type {suffix or '(none)'}: "
+            f"use one of {', '.join(OUTPUT_SUFFIXES)}")
     return suffix[1:]
 
 
@@ -60,7 +61,8 @@ def write_lines(lines: Iterable[str], out: IO[str]) -> int:
     return n
 
 
-def write_frame(df: pd.DataFrame, path: str | Path, raw: list[dict[str, Any]] | None = None) -> None:
+def write_frame(df: pd.DataFrame, path: str | Path,
+                raw: list[dict[str, Any]] | None = None) -> None:
     """Write one frame in the format the path's suffix names."""
     kind = output_kind(path)
     lost = df.attrs.get("lost_events")

@@ -37,7 +37,8 @@ def _time(ts: Any) -> str | None:
     ns = ts.value % 1_000_000_000
     if ns:
         frac = f"{ns:09d}"
-        text += "." + (frac[:3] if frac[3:] == "000000" else frac[:6] if frac[6:] == "000" else frac)
+        digits = 3 if frac[3:] == "000000" else 6 if frac[6:] == "000" else 9
+        text += "." + frac[:digits]
     return text + "Z"
 
 
@@ -207,7 +208,8 @@ def responses(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
     lost = df.attrs.get("lost_events")
     lost_rows = lost.to_dict("records") if lost is not None and len(lost) else []
     li = 0
-    for i, row in enumerate(df.to_dict("records")):
+    rows: list[dict[str, Any]] = df.to_dict("records")  # type: ignore[assignment]
+    for i, row in enumerate(rows):
         while li < len(lost_rows) and lost_rows[li]["position"] <= i:
             yield _lost_dict(lost_rows[li])
             li += 1

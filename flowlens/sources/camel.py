@@ -5,7 +5,7 @@ the JSON name of FlowFilter's `ip_version`)."""
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -14,7 +14,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 def _response() -> Descriptor:
     from flowlens._proto.observer import observer_pb2
 
-    return observer_pb2.GetFlowsResponse.DESCRIPTOR
+    descriptor = cast(Descriptor, observer_pb2.GetFlowsResponse.DESCRIPTOR)
+    return descriptor
 
 
 @cache
@@ -51,10 +52,12 @@ def to_proto_names(value: Any, msg: Descriptor | None = None) -> Any:
 def flow_to_proto_names(value: Any) -> Any:
     from flowlens._proto.flow import flow_pb2
 
-    return to_proto_names(value, flow_pb2.Flow.DESCRIPTOR)
+    descriptor = cast(Descriptor, flow_pb2.Flow.DESCRIPTOR)
+    return to_proto_names(value, descriptor)
 
 
 def lost_event_to_proto_names(value: Any) -> Any:
     from flowlens._proto.flow import flow_pb2
 
-    return to_proto_names(value, flow_pb2.LostEvent.DESCRIPTOR)
+    descriptor = cast(Descriptor, flow_pb2.LostEvent.DESCRIPTOR)
+    return to_proto_names(value, descriptor)

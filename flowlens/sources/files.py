@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from flowlens.errors import InputError
 
@@ -80,9 +80,9 @@ def open_source(name: str) -> Opened:
         except OSError as exc:
             raise InputError(f"{name}: cannot open: {exc.strerror}") from exc
         shown = name
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
-        buffered = io.BufferedReader(_CheckedGzip(shown, buffered), buffer_size=1 << 20)  # type: ignore[arg-type]
+        buffered = io.BufferedReader(_CheckedGzip(shown, buffered), buffer_size=1 << 20)
     return Opened(shown, buffered, mtime)
 
 

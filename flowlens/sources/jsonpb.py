@@ -156,8 +156,10 @@ def _read_array(opened: Opened, report: ReadReport, batch_size: int,
     position = 0
     for start in range(0, len(items), batch_size):
         chunk = list(enumerate(items[start:start + batch_size]))
-        batch = _from_records(chunk, lambda i, s=start: f"{opened.name}[{s + i}]",
-                              position, report, keep_raw)
+        def where(i: int, s: int = start) -> str:
+            return f"{opened.name}[{s + i}]"
+
+        batch = _from_records(chunk, where, position, report, keep_raw)
         position += batch.size
         yield batch
 
