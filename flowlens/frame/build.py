@@ -123,14 +123,28 @@ def concat(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     for c in COLUMNS:
         parts = [f[c.name].array for f in frames]
         if c.dtype == "category":
-            data[c.name] = pd.api.types.union_categoricals(parts, ignore_order=True)
+            joined = pd.api.types.union_categoricals(parts, ignore_order=True)
+            # Keep categories as object strings, as `build` makes them.
+            data[c.name] = pd.Categorical.from_codes(
+                joined.codes, categories=pd.Index(list(joined.categories), dtype=object))
         else:
             # Plain Series (no attrs): pandas compares attrs when concatenating frames' columns.
             data[c.name] = pd.concat([pd.Series(p) for p in parts], ignore_index=True).array
     out = pd.DataFrame(data, columns=list(NAMES))
-    out.attrs["lost_events"] = (pd.concat(lost_parts, ignore_index=True) if lost_parts
-                                else build_lost_events([]))
+    out.attrs["lost_events"] = _concat_lost(lost_parts)
     return out
+
+
+def _concat_lost(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if not parts:
+        return build_lost_events([])
+    lost = pd.concat(parts, ignore_index=True)
+    for c in LOST_EVENT_COLUMNS:
+        if c.dtype == "category":  # categories differ between parts: pandas falls back to object
+            values = lost[c.name].astype(object)
+            lost[c.name] = pd.Categorical(values, categories=pd.Index(
+                list(dict.fromkeys(values.dropna())), dtype=object))
+    return lost
 
 
 def take(df: pd.DataFrame, rows: Any) -> pd.DataFrame:

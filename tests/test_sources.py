@@ -1,0 +1,156 @@
+"""Reading jsonpb in every form hubble writes, and bad input handled without losing anything."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import flowlens
+from flowlens.errors import BadInputError, InputError
+from flowlens.frame import NAMES
+from flowlens.sources.batch import ReadReport
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+COVERAGE = SHARED / "reference-renderings" / "coverage.jsonl"
+REAL = sorted((SHARED / "real-flows" / "hubble-otel").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def coverage() -> pd.DataFrame:
+    return flowlens.read(COVERAGE)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_every_declared_column_with_its_dtype(coverage: pd.DataFrame) -> None:
+    assert tuple(coverage.columns) == NAMES
+    for col in flowlens.COLUMNS:
+        assert str(coverage[col.name].dtype) == (
+            "string[pyarrow]" if col.dtype == "string" else col.dtype), col.name
+
+
+def test_counts_flows_and_lost_events(coverage: pd.DataFrame) -> None:
+    records = [json.loads(line) for line in _lines(COVERAGE)]
+    assert len(coverage) == sum("flow" in r for r in records)
+    lost = coverage.attrs["lost_events"]
+    assert len(lost) == sum("lost_events" in r for r in records)
+    assert lost["num_events_lost"].sum() == sum(
+        int(r["lost_events"]["num_events_lost"]) for r in records if "lost_events" in r)
+
+
+def test_values_match_the_records(coverage: pd.DataFrame) -> None:
+    flows = [json.loads(line)["flow"] for line in _lines(COVERAGE) if '"flow"' in line]
+    for i in (0, 1, 2, 100, len(flows) - 1):
+        f, row = flows[i], coverage.iloc[i]
+        assert row["verdict"] == f["verdict"]
+        assert row["summary"] == f["Summary"]
+        assert row["src_ip"] == f["IP"]["source"]
+        assert row["src_identity"] == f["source"].get("identity", 0)
+        assert row["time"] == pd.Timestamp(f["time"])
+    dropped = [f for f in flows if f.get("drop_reason_desc")]
+    assert (coverage["drop_reason"].dropna().tolist()
+            == [f["drop_reason_desc"] for f in dropped])
+
+
+def test_legacy_bare_flows_and_json_array_read_the_same(tmp_path: Path,
+                                                         coverage: pd.DataFrame) -> None:
+    records = [json.loads(line) for line in _lines(COVERAGE)]
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text("".join(json.dumps(r.get("flow") or r["lost_events"]) + "\n"
+                              for r in records))
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(records))
+    for path in (legacy, array):
+        df = flowlens.read(path)
+        pd.testing.assert_frame_equal(df.drop(columns=["time", "node"]),
+                                      coverage.drop(columns=["time", "node"]))
+    assert len(flowlens.read(legacy).attrs["lost_events"]) == len(coverage.attrs["lost_events"])
+
+
+def test_camel_case_keys_are_accepted(tmp_path: Path, coverage: pd.DataFrame) -> None:
+    from google.protobuf import json_format
+
+    from flowlens._proto.observer import observer_pb2
+
+    camel = tmp_path / "camel.json"
+    with camel.open("w") as out:
+        for line in _lines(COVERAGE):
+            msg = json_format.Parse(line, observer_pb2.GetFlowsResponse())
+            out.write(json.dumps(json_format.MessageToDict(msg)) + "\n")
+    assert '"nodeName"' in camel.read_text()
+    pd.testing.assert_frame_equal(flowlens.read(camel), coverage)
+
+
+def test_gzip_folder_and_stdin(tmp_path: Path) -> None:
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    (folder / "a.json.gz").write_bytes(gzip.compress(REAL[0].read_bytes()))
+    (folder / "b.json").write_bytes(REAL[1].read_bytes())
+    df = flowlens.read(folder)
+    assert len(df) == len(_lines(REAL[0])) + len(_lines(REAL[1]))
+    out = subprocess.run(
+        [sys.executable, "-m", "flowlens", "tail", "--input-file", "-", "-o", "jsonpb"],
+        input=REAL[0].read_bytes(), capture_output=True, check=True)
+    assert len(out.stdout.splitlines()) == len(_lines(REAL[0]))
+
+
+def test_bad_lines_are_skipped_counted_and_named(tmp_path: Path) -> None:
+    good = _lines(REAL[0])
+    path = tmp_path / "mixed.json"
+    path.write_text("\n".join([good[0], "not json", good[1], '{"flow": 5}', good[2]]) + "\n")
+    report = ReadReport()
+    df = flowlens.read(path, report=report)
+    assert len(df) == 3
+    assert report.bad_lines == 2
+    assert report.examples[0].startswith(f"{path}:2: ")
+    assert report.examples[1].startswith(f"{path}:4: ")
+    with pytest.raises(BadInputError, match=rf"{path}:2: "):
+        flowlens.read(path, strict=True)
+
+
+def test_truncated_last_line_is_reported_not_fatal(tmp_path: Path) -> None:
+    text = REAL[0].read_text()
+    path = tmp_path / "cut.json"
+    path.write_text(text + text.splitlines()[0][:57])
+    report = ReadReport()
+    df = flowlens.read(path, report=report)
+    assert len(df) == len(text.splitlines())
+    assert report.truncated == [f"{path}:{len(text.splitlines()) + 1}"]
+    assert report.bad_lines == 0
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "empty input"),
+    (b"\x00\x01\x02\xff\xfe binary", "binary data"),
+    (b"hello world\n", "not a Hubble flow export"),
+    (b"\x1f\x8b\x08\x00garbage", "unreadable gzip"),
+])
+def test_unreadable_inputs_raise_one_clear_error(tmp_path: Path, content: bytes,
+                                                 message: str) -> None:
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        flowlens.read(path)
+
+
+def test_missing_file_and_wrong_format(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        flowlens.read(tmp_path / "nope.json")
+    with pytest.raises(InputError, match="no line could be read as compact"):
+        flowlens.read(REAL[0], input_format="compact")
+
+
+def test_streaming_batches_add_up_to_the_whole(coverage: pd.DataFrame) -> None:
+    frames = list(flowlens.iter_frames(COVERAGE, batch_size=200))
+    assert len(frames) > 5
+    whole = flowlens.frame.concat(frames)
+    pd.testing.assert_frame_equal(whole, coverage)
+    pd.testing.assert_frame_equal(whole.attrs["lost_events"], coverage.attrs["lost_events"])
