@@ -49,7 +49,12 @@ def iter_batches(source: Source | Iterable[Source], options: ReadOptions) -> Ite
             fmt = options.input_format or detect_format(opened)
             before = options.report.bad_lines
             got = 0
+            flows_before = 0
             for batch in _reader(fmt, opened, options):
+                # Readers count lost-event positions across their source; frames, per batch.
+                for event in batch.lost_events:
+                    event["position"] -= flows_before
+                flows_before += batch.size
                 got += batch.size + len(batch.lost_events)
                 yield batch
             if got == 0 and options.report.bad_lines > before:

@@ -23,6 +23,7 @@ class FlowBatch:
 
     `time` holds either RFC 3339 strings or integer nanoseconds since the epoch (UTC).
     `raw` keeps the original GetFlowsResponse dicts, one per row, when the source had them.
+    A lost event's `position` counts the flows of its source before it (across batches).
     """
 
     columns: dict[str, list[Any]]
