@@ -95,15 +95,18 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
         if not keep_raw and not any(m in first for m in _CAREFUL):
             try:
                 table = pj.read_json(io.BytesIO(block), parse_options=_PARSE)
-            except pa.ArrowInvalid:
-                table = None
-            if table is not None and _all_known(table):
-                batch = _from_table(table, position, report)
+                batch = _from_table(table, position, report) if _all_known(table) else None
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                batch = None
+            if batch is not None:
                 position += batch.size
                 yield batch
                 continue
         at_end = stream.peek(1) == b""  # type: ignore[attr-defined]
-        records = _decode_lines(block.splitlines(keepends=True), where, at_end, report)
+        # Lines end at "\n" only (bytes.splitlines would also split at "\r").
+        lines = [line + b"\n" for line in block.split(b"\n")]
+        lines[-1] = lines[-1][:-1]
+        records = _decode_lines(lines, where, at_end, report)
         batch = _from_records(records, where, position, report, keep_raw)
         position += batch.size
         yield batch
@@ -131,7 +134,7 @@ def _decode_lines(lines: list[bytes], where: Callable[[int], str], at_end: bool,
     out = []
     last = len(lines) - 1
     for i, line in enumerate(lines):
-        if line.isspace():
+        if not line.strip():
             continue
         try:
             out.append((i, orjson.loads(line)))
@@ -215,10 +218,18 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
 
 def _decodes(line: bytes) -> bool:
     try:
-        pj.read_json(io.BytesIO(line), parse_options=_PARSE)
-    except pa.ArrowInvalid:
+        table = pj.read_json(io.BytesIO(line), parse_options=_PARSE)
+        _times(table)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True
+
+
+def _times(table: pa.Table) -> pa.Array:
+    """Flow time (else the response's) as UTC nanoseconds; ArrowInvalid if one is malformed."""
+    flow_time = _field(table["flow"].combine_chunks(), "time")
+    time = pc.if_else(pc.is_valid(flow_time), flow_time, table["time"].combine_chunks())
+    return pc.cast(time, pa.timestamp("ns", tz="UTC"))
 
 
 # --- columns from an Arrow table --------------------------------------------------------------
@@ -436,12 +447,11 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
 
     src = _side(f, "source", sport)
     dst = _side(f, "destination", dport)
-    time = pc.if_else(pc.is_valid(_field(f, "time")), _field(f, "time"), flows["time"])
     node = pc.if_else(pc.is_valid(_field(f, "node_name")), _field(f, "node_name"),
                       flows["node_name"])
 
     columns: dict[str, Any] = {
-        "time": pc.cast(time, pa.timestamp("ns", tz="UTC")),
+        "time": _times(flows),
         "node": _null_if_empty(node),
         "verdict": verdict,
         "drop_reason": desc,
