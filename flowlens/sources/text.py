@@ -133,6 +133,18 @@ def _unescape(text: str) -> str:
     return text
 
 
+def _number(text: str, high: int) -> int | None:
+    """A decimal number up to `high` (what its column holds), else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        return None
+    number = int(text)
+    return number if number <= high else None
+
+
+_MAX_SUBTYPE = (1 << 15) - 1  # event_subtype is Int16
+_MAX_U64 = (1 << 64) - 1
+
+
 # --- TYPE labels ------------------------------------------------------------------------------
 
 
@@ -184,10 +196,12 @@ def _event(label: str) -> _Event:
         proto, kind, _source = m.groups()
         return _Event(label, 129, 0, l7_type=kind.upper(),
                       l7_protocol=None if proto == "l7" else proto)
-    if m := _DROP_CODE_LABEL.fullmatch(label):
-        return _drop_event(label, int(m[1]))
-    if label.isascii() and label.isdigit():
-        return _Event(label, 4, int(label))  # a trace point without a name
+    m = _DROP_CODE_LABEL.fullmatch(label)
+    code = _number(m[1] if m else label, _MAX_SUBTYPE)
+    if m and code is not None:
+        return _drop_event(label, code)
+    if code is not None:
+        return _Event(label, 4, code)  # a trace point without a name
     return _Event(label, None, None)  # a label this hubble version does not print: keep it
 
 
@@ -264,7 +278,9 @@ def _http(summary: str, response: bool) -> _L7:
     if response:
         if m := _HTTP_RESPONSE.fullmatch(summary):
             proto, code, ms, method, url = m.groups()
-            return _L7(method, url, int(code), proto, latency_ns=int(ms) * 1_000_000)
+            millis = _number(ms, _MAX_U64 // 1_000_000)
+            return _L7(method, url, _number(code, (1 << 15) - 1), proto,
+                       latency_ns=None if millis is None else millis * 1_000_000)
     elif m := _HTTP_REQUEST.fullmatch(summary):
         proto, method, url = m.groups()
         return _L7(method, url, None, proto)
@@ -297,8 +313,8 @@ def _l7(summary: str, ev: _Event) -> _L7:
 def _decorations(summary: str) -> tuple[int | None, str, str | None]:
     """Split the CLI's `IP Trace ID: N; ` prefix and `; Auth: X` suffix off Flow.Summary."""
     trace_id = auth = None
-    if m := _TRACE_ID.match(summary):
-        trace_id, summary = int(m[1]), summary[m.end():]
+    if (m := _TRACE_ID.match(summary)) and (trace_id := _number(m[1], _MAX_U64)) is not None:
+        summary = summary[m.end():]
     if m := _AUTH.search(summary):
         auth, summary = m[1], summary[:m.start()]
     return trace_id, summary, auth
@@ -607,9 +623,15 @@ def _parse_lost(text: str) -> _Lost:
         raise _Invalid("bad EVENTS LOST record")
     source, cpu, count, first, last = m.groups()
     for stamp in (first, last):
-        if stamp is not None and not _TIMESTAMP.fullmatch(stamp):
-            raise _Invalid(f"bad timestamp {stamp!r}")
-    return _Lost(source, int(cpu), int(count), first, last)
+        if stamp is not None:
+            parts = _TIMESTAMP.fullmatch(stamp)
+            if parts is None:
+                raise _Invalid(f"bad timestamp {stamp!r}")
+            _parse_stamp(parts[1])
+    number = _number(count, (1 << 63) - 1)
+    if number is None or not -(1 << 31) <= int(cpu) < 1 << 31:
+        raise _Invalid("EVENTS LOST numbers out of range")
+    return _Lost(source, int(cpu), number, first, last)
 
 
 # --- rows to columns ----------------------------------------------------------------------------
@@ -618,7 +640,8 @@ _STRING, _INT, _BOOL = pa.string(), pa.int64(), pa.bool_()
 # Categorical columns leave as dictionary arrays: the frame builder then takes them as they are.
 _CATEGORY = pa.dictionary(pa.int32(), pa.string())
 _TAIL_TYPES = {name: (_INT if name in ("drop_reason_code", "event_type", "event_subtype",
-                                       "http_code", "dns_rcode", "latency_ns", "ip_trace_id")
+                                       "http_code", "dns_rcode")
+                      else pa.uint64() if name in ("latency_ns", "ip_trace_id")
                       else _STRING if name in ("policies", "summary") else _CATEGORY)
                for name in _Tail._fields}
 _SIDE_TYPES = {"namespace": _CATEGORY, "pod": _CATEGORY, "ip": _CATEGORY, "port": _INT,
@@ -987,7 +1010,7 @@ def _table_cells(line: str, starts: list[int]) -> list[str]:
     for start in starts[1:]:
         if len(line) > start and line[start - 1] != " ":
             raise _Invalid("cells not aligned with the header")
-    cells = [line[a:b].rstrip(" ") for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    cells = [line[a:b].rstrip(" ") for a, b in itertools.pairwise(starts)]
     return [*cells, line[starts[-1]:]]
 
 
