@@ -63,7 +63,7 @@ _FLOW = _struct(
 )
 _LOST = _struct(source=_S, num_events_lost=_S, cpu=_I, first=_S, last=_S)
 SCHEMA = pa.schema([("flow", _FLOW), ("lost_events", _LOST), ("node_name", _S), ("time", _S)])
-_PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
+PARSE_OPTIONS = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
 
 # In a block's first line, these send it to the careful path: camelCase names, node status.
 # (Other odd rows are caught after decoding: they are neither flow nor lost event.)
@@ -94,7 +94,7 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
         first = block[:block.find(b"\n")]
         if not keep_raw and not any(m in first for m in _CAREFUL):
             try:
-                table = pj.read_json(io.BytesIO(block), parse_options=_PARSE)
+                table = pj.read_json(io.BytesIO(block), parse_options=PARSE_OPTIONS)
                 batch = _from_table(table, position, report) if _all_known(table) else None
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 batch = None
@@ -207,7 +207,7 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
         good.append(norm)
         lines.append(encoded)
     if lines:
-        table = pj.read_json(io.BytesIO(b"\n".join(lines)), parse_options=_PARSE)
+        table = pj.read_json(io.BytesIO(b"\n".join(lines)), parse_options=PARSE_OPTIONS)
     else:
         table = SCHEMA.empty_table()
     batch = _from_table(table, position, report)
@@ -218,7 +218,7 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
 
 def _decodes(line: bytes) -> bool:
     try:
-        table = pj.read_json(io.BytesIO(line), parse_options=_PARSE)
+        table = pj.read_json(io.BytesIO(line), parse_options=PARSE_OPTIONS)
         _times(table)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
