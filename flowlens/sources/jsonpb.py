@@ -94,9 +94,12 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
         first = block[:block.find(b"\n")]
         if not keep_raw and not any(m in first for m in _CAREFUL):
             try:
+                # Arrow's JSON reader lets invalid UTF-8 through; orjson, on the careful path,
+                # names the line.
+                block.decode("utf-8")
                 table = pj.read_json(io.BytesIO(block), parse_options=PARSE_OPTIONS)
                 batch = _from_table(table, position, report) if _all_known(table) else None
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
                 batch = None
             if batch is not None:
                 position += batch.size
