@@ -320,8 +320,13 @@ def _decorations(summary: str) -> tuple[int | None, str, str | None]:
     return trace_id, summary, auth
 
 
+_NO_TAIL = _Tail._make([None] * len(_Tail._fields))  # what a lost event's row holds
+
+
 def _parse_tail(text: str) -> _Tail:
     """`<TYPE> <VERDICT>[ BY <policies>] (<SUMMARY>)`, parsed into column values."""
+    if not text:
+        return _NO_TAIL
     m = _TAIL.fullmatch(_unescape(text))
     if m is None:
         raise _Invalid("no '<TYPE> <VERDICT> (<SUMMARY>)'")
@@ -350,12 +355,13 @@ class _Host(NamedTuple):
 
 
 class _Side(NamedTuple):
+    """An endpoint as printed, with its port."""
+
     namespace: str | None
     pod: str | None
     ip: str | None
     port: int | None
     names: str | None
-    identity: int | None
     ip_version: str | None
 
 
@@ -364,6 +370,8 @@ class _Sides(NamedTuple):
 
     src: _Side
     dst: _Side
+    src_identity: int | None
+    dst_identity: int | None
     is_reply: bool | None
 
 
@@ -401,13 +409,13 @@ def _host(host: str) -> _Host:
     return known
 
 
-def _port(text: str) -> int:
+def _parse_port(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise _Invalid(f"bad port {text!r}")
     return int(text)
 
 
-def _identity(token: str) -> int | None:
+def _parse_identity(token: str) -> int | None:
     """The number inside an identity token `(ID:n)` or `(name)`."""
     if not (token.startswith("(") and token.endswith(")")):
         raise _Invalid(f"bad identity {token!r}")
@@ -420,7 +428,26 @@ def _identity(token: str) -> int | None:
     return H.RESERVED_IDENTITY_NUMBERS.get(token)  # a reserved name this table lacks: unknown
 
 
-def _side(token: str, identity: int | None) -> _Side:
+def _memo(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """`parse` remembering its results (for low-cardinality tokens: ports, identities)."""
+    known: dict[str, T] = {}
+
+    def cached(text: str) -> T:
+        value = known.get(text, known)
+        if value is known:
+            if len(known) >= _CACHE_LIMIT:
+                known.clear()
+            value = known[text] = parse(text)
+        return value  # type: ignore[return-value]
+
+    return cached
+
+
+_port = _memo(_parse_port)
+_identity = _memo(_parse_identity)
+
+
+def _parse_side(token: str) -> _Side:
     """`ns/pod[:port]`, `ip[:port]`, `[ipv6]:port`, DNS names[:port], a bare IPv6 address."""
     port = None
     if token.startswith("["):
@@ -434,21 +461,31 @@ def _side(token: str, identity: int | None) -> _Side:
         if colon and ":" not in name:  # one colon: a port; more: a bare IPv6 address
             token, port = name, _port(port_text)
         host = _host(token)
-    return _Side(host.namespace, host.pod, host.ip, port, host.names, identity, host.ip_version)
+    return _Side(host.namespace, host.pod, host.ip, port, host.names, host.ip_version)
+
+
+_side = _memo(_parse_side)
+
+
+_NO_SIDE = _Side(None, None, None, None, None, None)
+_NO_SIDES = _Sides(_NO_SIDE, _NO_SIDE, None, None, None)  # what a lost event's row holds
 
 
 def _parse_sides(key: str) -> _Sides:
+    if not key:
+        return _NO_SIDES
     if "\t" in key:  # dict and table: "source<TAB>destination"
         source, destination = key.split("\t")
-        return _Sides(_side(source, None), _side(destination, None), None)
+        return _Sides(_side(source), _side(destination), None, None, None)
     parts = key.split(" ")
     if len(parts) != 5 or parts[2] not in _IS_REPLY:
         raise _Invalid("bad hosts")
     left, left_id, arrow, right, right_id = parts
-    first, second = _side(left, _identity(left_id)), _side(right, _identity(right_id))
+    first, second = _side(left), _side(right)
+    first_id, second_id = _identity(left_id), _identity(right_id)
     if arrow == "<-":  # a reply is printed destination first
-        return _Sides(second, first, True)
-    return _Sides(first, second, _IS_REPLY[arrow])
+        return _Sides(second, first, second_id, first_id, True)
+    return _Sides(first, second, first_id, second_id, _IS_REPLY[arrow])
 
 
 # --- timestamps -------------------------------------------------------------------------------
@@ -645,11 +682,12 @@ _TAIL_TYPES = {name: (_INT if name in ("drop_reason_code", "event_type", "event_
                       else _STRING if name in ("policies", "summary") else _CATEGORY)
                for name in _Tail._fields}
 _SIDE_TYPES = {"namespace": _CATEGORY, "pod": _CATEGORY, "ip": _CATEGORY, "port": _INT,
-               "names": _CATEGORY, "identity": _INT}
+               "names": _CATEGORY}
 # Every column a text record can fill, with its Arrow type.
 _TYPES: dict[str, pa.DataType] = {
     "time": _INT, "node": _CATEGORY, "is_reply": _BOOL, "ip_version": _CATEGORY,
     **{f"{p}_{k}": t for p in ("src", "dst") for k, t in _SIDE_TYPES.items()},
+    "src_identity": _INT, "dst_identity": _INT,
     **_TAIL_TYPES,
 }
 # Columns text never carries: handed to the frame builder as typed nulls, ready to use.
@@ -678,21 +716,13 @@ class _Keys:
         """Keep only these rows (a boolean mask)."""
         self.index = pc.filter(self.index, rows)
 
-    def spread(self, values: list[Any], arrow_type: pa.DataType) -> pa.Array | None:
+    def spread(self, values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array | None:
         """Per-distinct `values` as a column; None when every value is None."""
         if all(v is None for v in values):
             return None
         if arrow_type == _CATEGORY:
-            return _dictionary(values, self.index)
+            return pc.take(pa.array(values, _STRING).dictionary_encode(), self.index)
         return pc.take(pa.array(values, arrow_type), self.index)
-
-
-def _dictionary(values: list[str | None], index: pa.Array) -> pa.DictionaryArray:
-    """Rows' strings (values[index]) dictionary-encoded: each distinct string once, no nulls."""
-    numbers: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    codes = [None if v is None else numbers[v] for v in values]
-    return pa.DictionaryArray.from_arrays(pc.take(pa.array(codes, pa.int32()), index),
-                                          pa.array(list(numbers), _STRING))
 
 
 def _lookup(key: str, cache: dict[str, Any], parse: Callable[[str], Any]) -> Any:
@@ -726,8 +756,7 @@ class _Converter:
         self.flows = 0  # flows converted so far: lost-event positions count across batches
         self._caches: list[dict[str, Any]] = [{}, {}, {}, {}, {}]
         self._parsers: list[Callable[[str], Any]] = [
-            _parse_stamp, _parse_suffix, _parse_or_none(_parse_sides),
-            _parse_or_none(_parse_tail), _parse_or_none(_parse_lost)]
+            _parse_stamp, _parse_suffix, _parse_sides, _parse_tail, _parse_or_none(_parse_lost)]
 
     def problem(self, row: Row) -> str | None:
         """Why the row does not parse, or None."""
@@ -770,17 +799,18 @@ class _Converter:
         self.flows += size
         cols: dict[str, pa.Array | None] = {"time": nanos}
         cols["node"] = suffix.spread([s.node for s in suffix.values], _CATEGORY)
-        values: list[_Sides | None] = sides.values
-        cols["is_reply"] = sides.spread([s and s.is_reply for s in values], _BOOL)
-        for prefix, end in (("src", 0), ("dst", 1)):
-            ends = [s and s[end] for s in values]
+        src, dst, src_identity, dst_identity, is_reply = zip(*sides.values, strict=True)
+        cols["is_reply"] = sides.spread(is_reply, _BOOL)
+        cols["src_identity"] = sides.spread(src_identity, _INT)
+        cols["dst_identity"] = sides.spread(dst_identity, _INT)
+        for prefix, ends in (("src", src), ("dst", dst)):
+            fields = dict(zip(_Side._fields, zip(*ends, strict=True), strict=True))
             for name, arrow_type in _SIDE_TYPES.items():
-                cols[f"{prefix}_{name}"] = sides.spread(
-                    [e and getattr(e, name) for e in ends], arrow_type)
-        cols["ip_version"] = sides.spread(
-            [s and (s.src.ip_version or s.dst.ip_version) for s in values], _CATEGORY)
-        for i, (name, arrow_type) in enumerate(_TAIL_TYPES.items()):
-            cols[name] = tails.spread([t and t[i] for t in tails.values], arrow_type)
+                cols[f"{prefix}_{name}"] = sides.spread(fields[name], arrow_type)
+        cols["ip_version"] = sides.spread([s.ip_version or d.ip_version for s, d in zip(
+            src, dst, strict=True)], _CATEGORY)
+        for name, values in zip(_Tail._fields, zip(*tails.values, strict=True), strict=True):
+            cols[name] = tails.spread(values, _TAIL_TYPES[name])
         return _Chunk({k: v for k, v in cols.items() if v is not None}, size, lost_events)
 
     def _lost_events(self, lost: _Keys, is_flow: pa.Array, nanos: pa.Array,
