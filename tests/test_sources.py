@@ -154,3 +154,13 @@ def test_streaming_batches_add_up_to_the_whole(coverage: pd.DataFrame) -> None:
     whole = flowlens.frame.concat(frames)
     pd.testing.assert_frame_equal(whole, coverage)
     pd.testing.assert_frame_equal(whole.attrs["lost_events"], coverage.attrs["lost_events"])
+
+
+def test_l7_fields_belong_to_their_protocol(coverage: pd.DataFrame) -> None:
+    dns = coverage[coverage["l7_protocol"] == "dns"]
+    http_responses = coverage[(coverage["l7_protocol"] == "http")
+                              & (coverage["l7_type"] == "RESPONSE")]
+    assert len(dns) and len(http_responses)
+    assert dns["http_code"].isna().all()
+    assert http_responses["http_code"].notna().all()
+    assert http_responses["dns_rcode"].isna().all()

@@ -51,7 +51,9 @@ def _times(arr: pa.Array) -> pd.DatetimeIndex:
 
 def _column(col: Column, values: Any, size: int) -> Any:
     dtype = col.dtype
-    arr = _arrow(values if values is not None else [None] * size, dtype)
+    if values is None:
+        values = pa.nulls(size, _ARROW_NULL_TYPES.get(dtype, pa.string()))
+    arr = _arrow(values, dtype)
     if dtype == "category":
         return _categorical(arr)
     if dtype.startswith("datetime64"):
