@@ -1403,16 +1403,17 @@ def _param_name(flag: str) -> str:
     return _PARAM_PREFIX + flag.replace("-", "_")
 
 
+def _option(f: Flag | SelectionFlag) -> click.Option:
+    decls = [f"--{f.name}", _param_name(f.name)]
+    if f.short:
+        decls.insert(0, f"-{f.short}")
+    if f.takes_value:
+        return click.Option(decls, multiple=True, metavar=f.metavar, help=f.help)
+    return click.Option(decls, is_flag=True, help=f.help)
+
+
 def _options() -> list[click.Option]:
-    opts = []
-    for f in FLAGS:
-        decls = [f"--{f.name}", _param_name(f.name)]
-        if f.short:
-            decls.insert(0, f"-{f.short}")
-        if f.takes_value:
-            opts.append(click.Option(decls, multiple=True, metavar=f.metavar, help=f.help))
-        else:
-            opts.append(click.Option(decls, is_flag=True, help=f.help))
+    opts = [_option(f) for f in FLAGS]
     opts.append(click.Option(["--not", _param_name(NOT)], is_flag=True,
                              help="Negate the next filter flag (e.g. --not --from-ip 10.0.0.1)"))
     for name in (ALLOWLIST, DENYLIST):
@@ -1421,14 +1422,7 @@ def _options() -> list[click.Option]:
                                  metavar="JSON",
                                  help=f"Flows matching this JSON FlowFilter are {side} "
                                       f"(env {_ENV[name]})"))
-    for s in SELECTION_FLAGS:
-        decls = [f"--{s.name}", _param_name(s.name)]
-        if s.short:
-            decls.insert(0, f"-{s.short}")
-        if s.takes_value:
-            opts.append(click.Option(decls, multiple=True, metavar=s.metavar, help=s.help))
-        else:
-            opts.append(click.Option(decls, is_flag=True, help=s.help))
+    opts += [_option(s) for s in SELECTION_FLAGS]
     return opts
 
 
