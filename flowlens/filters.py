@@ -40,6 +40,7 @@ from flowlens import _hubble as H
 from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens.errors import UsageError
+from flowlens.frame import take
 
 __all__ = [
     "FLAGS",
@@ -1386,8 +1387,8 @@ def selected_rows(filters: Filters, df: pd.DataFrame,
 
 def select(filters: Filters, df: pd.DataFrame,
            newest: datetime | pd.Timestamp | None = None) -> pd.DataFrame:
-    """The rows of `selected_rows`, in their order."""
-    return df.iloc[selected_rows(filters, df, newest)]
+    """The rows of `selected_rows`, in their order, lost events kept beside them."""
+    return take(df, selected_rows(filters, df, newest))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from typing import Any
 import pandas as pd
 
 from flowlens import frame as _frame
-from flowlens.errors import InputError
+from flowlens.errors import InputError, UsageError
+from flowlens.filters import Filters, select
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import detect_format, expand, normalize_format, open_source
 
@@ -79,20 +80,35 @@ def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
 def iter_frames(source: Source | Iterable[Source], *, input_format: str | None = None,
                 year: int | None = None, strict: bool = False,
                 batch_size: int = DEFAULT_BATCH, report: ReadReport | None = None,
-                ) -> Iterator[pd.DataFrame]:
-    """Frames of at most `batch_size` flows, for inputs larger than memory."""
+                **filters: Any) -> Iterator[pd.DataFrame]:
+    """Frames of at most `batch_size` flows, for inputs larger than memory.
+
+    `filters` are hubble's filter flags as keywords (see `read`); streaming cannot know the
+    newest flow in advance, so --since/--until durations count back from now and
+    --first/--last are not available here."""
+    chosen = Filters.from_kwargs(**filters)
+    if chosen.first is not None or chosen.last is not None:
+        raise UsageError("first/last need the whole input: use flowlens.read")
     options = ReadOptions(input_format=input_format, year=year, strict=strict,
                           batch_size=batch_size, report=report or ReadReport())
     for batch in iter_batches(source, options):
-        yield _frame.build(batch)
+        frame = _frame.build(batch)
+        yield select(chosen, frame, newest=pd.Timestamp.now("UTC")) if filters else frame
 
 
 def read(source: Source | Iterable[Source], *, input_format: str | None = None,
          year: int | None = None, strict: bool = False,
-         report: ReadReport | None = None) -> pd.DataFrame:
-    """Read flows from files, folders or `-` (stdin) into one frame."""
-    return _frame.concat(iter_frames(source, input_format=input_format, year=year,
-                                     strict=strict, report=report))
+         report: ReadReport | None = None, **filters: Any) -> pd.DataFrame:
+    """Read flows from files, folders or `-` (stdin) into one frame.
+
+    `filters` are hubble's filter flags as keywords: `from_pod="default/frontend"`,
+    `verdict="DROPPED"` or a list of values, `not_label="k8s:app=x"` for the deny side, and the
+    selection flags `since`, `until`, `first`, `last` (durations count back from the newest
+    flow read)."""
+    chosen = Filters.from_kwargs(**filters)
+    frame = _frame.concat(iter_frames(source, input_format=input_format, year=year,
+                                      strict=strict, report=report))
+    return select(chosen, frame) if filters else frame
 
 
 def load(source: Source | Iterable[Source], options: ReadOptions,

@@ -164,3 +164,18 @@ def test_l7_fields_belong_to_their_protocol(coverage: pd.DataFrame) -> None:
     assert dns["http_code"].isna().all()
     assert http_responses["http_code"].notna().all()
     assert http_responses["dns_rcode"].isna().all()
+
+
+def test_read_takes_hubble_filters_as_keywords(coverage: pd.DataFrame) -> None:
+    denied = flowlens.read(COVERAGE, verdict="DROPPED", not_protocol="udp")
+    expected = coverage[(coverage["verdict"] == "DROPPED") & (coverage["protocol"] != "UDP")]
+    assert len(denied) == len(expected) > 0
+    assert denied["uuid"].tolist() == expected["uuid"].tolist()
+    assert len(denied.attrs["lost_events"]) == len(coverage.attrs["lost_events"])
+    last = flowlens.read(COVERAGE, last=5)
+    assert last["uuid"].tolist() == coverage.sort_values("time", kind="stable")["uuid"].tail(5).sort_index().tolist()
+    streamed = flowlens.frame.concat(flowlens.iter_frames(COVERAGE, batch_size=300, verdict="DROPPED",
+                                                          not_protocol="udp"))
+    assert streamed["uuid"].tolist() == expected["uuid"].tolist()
+    with pytest.raises(flowlens.UsageError, match="verdict"):
+        flowlens.read(COVERAGE, verdict="nope")
