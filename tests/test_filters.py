@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from flowlens import filters as F
 from flowlens.errors import UsageError
-from flowlens.filters import FilterCommand, Filters, filter_options, mask, select, to_request
+from flowlens.filters import FilterCommand, Filters, filter_options, mask, select, selected_rows, to_request
 from flowlens.load import read
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -644,10 +644,10 @@ def test_select_since_counts_back_from_the_newest_flow(
     df, flows = frames[COVERAGE]
     ts = times(flows)
     newest = max(ts)
-    got = select(Filters.from_kwargs(since="1m"), df)
+    got = selected_rows(Filters.from_kwargs(since="1m"), df)
     want = [i for i, t in enumerate(ts) if t >= newest - pd.Timedelta(minutes=1)]
     assert 0 < len(want) < len(flows)
-    assert got.index.tolist() == want
+    assert got.tolist() == want
 
 
 def test_select_until_absolute_and_since_with_an_anchor(
@@ -655,10 +655,10 @@ def test_select_until_absolute_and_since_with_an_anchor(
     df, flows = frames[COVERAGE]
     ts = times(flows)
     cut = pd.Timestamp("2026-03-14T15:10:00Z")
-    got = select(Filters.from_kwargs(until="2026-03-14T15:10:00Z"), df)
-    assert got.index.tolist() == [i for i, t in enumerate(ts) if t <= cut]
-    anchored = select(Filters.from_kwargs(since="2m"), df, newest=cut)
-    assert anchored.index.tolist() == [i for i, t in enumerate(ts)
+    got = selected_rows(Filters.from_kwargs(until="2026-03-14T15:10:00Z"), df)
+    assert got.tolist() == [i for i, t in enumerate(ts) if t <= cut]
+    anchored = selected_rows(Filters.from_kwargs(since="2m"), df, newest=cut)
+    assert anchored.tolist() == [i for i, t in enumerate(ts)
                                        if t >= cut - pd.Timedelta(minutes=2)]
 
 
@@ -667,9 +667,9 @@ def test_select_first_and_last_by_time_keeping_row_order(
     df, flows = frames[COVERAGE]
     ts = times(flows)
     by_time = sorted(range(len(ts)), key=lambda i: ts[i])
-    assert select(Filters.from_kwargs(first=7), df).index.tolist() == sorted(by_time[:7])
-    assert select(Filters.from_kwargs(last=7), df).index.tolist() == sorted(by_time[-7:])
-    assert len(select(Filters(), df)) == len(df)  # files: everything by default
+    assert selected_rows(Filters.from_kwargs(first=7), df).tolist() == sorted(by_time[:7])
+    assert selected_rows(Filters.from_kwargs(last=7), df).tolist() == sorted(by_time[-7:])
+    assert len(selected_rows(Filters(), df)) == len(df)  # files: everything by default
 
 
 def test_select_filters_then_windows_then_takes_last(
@@ -681,7 +681,7 @@ def test_select_filters_then_windows_then_takes_last(
                and ts[i] >= newest - pd.Timedelta(minutes=3)]
     want = sorted(sorted(dropped, key=lambda i: ts[i])[-5:])
     f = Filters.from_kwargs(verdict="DROPPED", since="3m", last=5)
-    assert select(f, df).index.tolist() == want
+    assert selected_rows(f, df).tolist() == want
     assert F.selected_rows(f, df).tolist() == want
 
 
