@@ -20,7 +20,14 @@ from click.testing import CliRunner
 
 from flowlens import filters as F
 from flowlens.errors import UsageError
-from flowlens.filters import FilterCommand, Filters, filter_options, mask, select, selected_rows, to_request
+from flowlens.filters import (
+    FilterCommand,
+    Filters,
+    filter_options,
+    mask,
+    selected_rows,
+    to_request,
+)
 from flowlens.load import read
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
