@@ -4,7 +4,19 @@
     >>> df = flowlens.read("samples/lab.jsonpb", verdict="DROPPED")
 """
 
-from flowlens.errors import BadInputError, FlowlensError, InputError, UsageError
+import os
+from typing import Any
+
+# grpc's C core would log TLS handshake failures itself; flowlens reports them in one line.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from flowlens.errors import (
+    BadInputError,
+    FlowlensError,
+    InputError,
+    RelayError,
+    UsageError,
+)
 from flowlens.frame.schema import COLUMNS
 from flowlens.load import iter_frames, read
 from flowlens.sources.batch import ReadReport
@@ -15,7 +27,19 @@ __all__ = [
     "FlowlensError",
     "InputError",
     "ReadReport",
+    "RelayError",
     "UsageError",
     "iter_frames",
+    "iter_relay",
     "read",
+    "read_relay",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The relay API loads grpc: only when asked for.
+    if name in ("read_relay", "iter_relay"):
+        from flowlens import live
+
+        return getattr(live, name)
+    raise AttributeError(f"module 'flowlens' has no attribute {name!r}")

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import pandas as pd
 
+from flowlens import analyses as _analyses
+from flowlens import cli_live as _live
 from flowlens import filters as _filters
+from flowlens import frame as _frame
 from flowlens.errors import FlowlensError, UsageError
 from flowlens.frame import take
+from flowlens.live import relay_stream
 from flowlens.load import ReadOptions, load
 from flowlens.render import hubble as _hubble_text
 from flowlens.render.outputs import jsonpb_lines, write_frame
+from flowlens.render.report_formats import check_format, report_chunks
 from flowlens.sources.batch import ReadReport
 from flowlens.sources.files import FORMATS
+from flowlens.sources.proto import merge_batches
+from flowlens.sources.relay import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,17 +94,33 @@ def main() -> None:
 @click.option("--print-policy-names", is_flag=True,
               help="Print the policies that allowed or denied policy verdicts.")
 @click.option("--numeric", is_flag=True, help="Print IP addresses instead of names.")
+@click.option("--save", metavar="FILE",
+              help="Relay only: also write every flow to FILE as jsonpb (hubble-readable).")
+@click.option("--print-raw-filters", is_flag=True,
+              help="Print the allow/deny FlowFilters of the request as YAML and exit.")
+@_live.connection_options
 @_filters.filter_options
 def tail(input_files: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
          output: str, time_format: str, print_node_name: bool, print_policy_names: bool,
-         numeric: bool, filters: _filters.Filters) -> None:
+         numeric: bool, save: str | None, print_raw_filters: bool,
+         connection: Connection, filters: _filters.Filters) -> None:
     """Print flows as `hubble observe` does, filtered with hubble's filter flags.
 
-    Without --last/--first/--since/--until every flow of the input is printed."""
-    if not input_files:
-        raise UsageError("no --input-file given (streaming from hubble-relay comes with "
-                         "`flowlens tail --server`, not yet available)")
+    From hubble-relay (--server) unless --input-file is given. From a relay, without
+    -f/--follow, --last, --first, --all, --since or --until the last 20 flows (per node, as
+    hubble-relay counts) are printed; Ctrl-C ends a stream with exit status 0 and a summary.
+    From files every flow is printed unless --last/--first/--since/--until select."""
     fmt = {"tab": "table", "json": "jsonpb"}.get(output.lower(), output.lower())
+    if print_raw_filters:
+        click.echo(_filters.raw_filters_yaml(filters), nl=False)
+        return
+    if not input_files:
+        _live.tail_relay(connection, filters, fmt=fmt, time_format=time_format,
+                         node_name=print_node_name, policy_names=print_policy_names,
+                         numeric=numeric, save=save)
+        return
+    if save is not None:
+        raise UsageError("--save is for streams from a relay; use `flowlens convert` for files")
     options = _read_options(input_format, year, strict, keep_raw=fmt == "jsonpb")
     df, raw = load(input_files, options)
     rows = _filters.selected_rows(filters, df)
@@ -133,6 +159,135 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     click.echo(f"flowlens: wrote {len(df)} flows and {len(lost)} lost-event records to {out}",
                err=True)
     _report_bad_lines(options.report)
+
+
+@main.command()
+@_live.connection_options
+@click.option("-o", "--output", type=click.Choice(("compact", "json"), case_sensitive=False),
+              default="compact", show_default=True, help="Output format.")
+def status(connection: Connection, output: str) -> None:
+    """Show the relay's status, as `hubble status` does (flows seen/max, flows/s, nodes)."""
+    _live.print_status(connection, output.lower())
+
+
+@main.command()
+@_live.connection_options
+@click.option("-o", "--output", type=click.Choice(("table", "json"), case_sensitive=False),
+              default="table", show_default=True, help="Output format.")
+def nodes(connection: Connection, output: str) -> None:
+    """List the nodes the relay sees (GetNodes): state, address, TLS, uptime, flows."""
+    _live.print_nodes(connection, output.lower())
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--listen", default="127.0.0.1:4245", show_default=True, metavar="ADDRESS",
+              help="Address to serve the Observer API on.")
+@click.option("--speed", default="max", show_default=True,
+              help="Replay pace: max (all at once), realtime, or a factor such as 60.")
+@click.option("--tls-cert", metavar="FILE", help="Serve TLS with this PEM certificate.")
+@click.option("--tls-key", metavar="FILE", help="PEM key of --tls-cert.")
+@click.option("--tls-client-ca", metavar="FILE",
+              help="Require client certificates signed by this CA (mTLS).")
+@input_options
+def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | None,
+          tls_key: str | None, tls_client_ca: str | None, input_format: str | None,
+          year: int | None, strict: bool) -> None:
+    """Serve SOURCE... (files, folders, -) over Hubble's Observer API, as a relay that the
+    hubble CLI, Hubble UI and `flowlens tail` can read. Ctrl-C stops it."""
+    _live.serve_relay(sources, _read_options(input_format, year, strict), listen=listen,
+                      speed=speed, tls_cert=tls_cert, tls_key=tls_key,
+                      tls_client_ca=tls_client_ca)
+
+
+@main.command(cls=_filters.FilterCommand)
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@input_options
+@click.option("--format", "fmt", default="text", show_default=True, metavar="FORMAT",
+              help="html (self-contained page with charts), text, json or md.")
+@click.option("-o", "--output", "out", metavar="FILE", help="Write the report to FILE "
+              "(default: standard output).")
+@click.option("--top", default="10", show_default=True, metavar="N",
+              help="Rows of the top-N panels (denied pods, ports, DNS queries...).")
+@click.option("--bucket", metavar="DURATION",
+              help="Time bucket of the over-time panels, like 10s, 1m, 1h (default: from "
+                   "the window).")
+@click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
+              help="html: inline plotly.js (works offline) or load it from its CDN.")
+@_live.connection_options
+@_filters.filter_options
+def report(sources: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
+           fmt: str, out: str | None, top: str, bucket: str | None, plotlyjs: str,
+           connection: Connection, filters: _filters.Filters) -> None:
+    """The Hubble dashboard's panels as a report over SOURCE... (files, folders, -), or over
+    the flows hubble-relay (--server) holds when no SOURCE is given: forwarded vs dropped, drop
+    reasons, denied pods, policy verdicts, TCP, ICMP, DNS, HTTP, lost events.
+
+    --since/--until durations count back from the newest flow of the input (files) or from
+    now (relay); hubble's filter flags select the flows."""
+    fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
+    check_format(fmt, plotlyjs)
+    size = _analyses.parse_bucket(bucket) if bucket is not None else None
+    rows = _top(top)
+    if filters.follow:
+        raise UsageError("--follow does not go with report, which covers one window")
+    if out is not None:
+        _check_writable(out)
+    options = _read_options(input_format, year, strict)
+    if sources:
+        df, _ = load(sources, options)
+        built = _analyses.build_report(df, filters, sources=sources, top=rows, bucket=size)
+    else:
+        built = _analyses.build_report(_relay_window(connection, filters), filters,
+                                       sources=(f"hubble-relay {connection.server}",),
+                                       top=rows, bucket=size, anchor="now")
+    _write(report_chunks(built, fmt, plotlyjs), out)
+    if out is not None:
+        click.echo(f"flowlens: wrote the {fmt} report of {built.flows:,} flows to {out}",
+                   err=True)
+    _report_bad_lines(options.report)
+
+
+def _relay_window(connection: Connection, filters: _filters.Filters) -> pd.DataFrame:
+    """The relay's flows over the window, without following; every flow it holds when no
+    --since/--until/--first/--last selects (hubble would send only the last 20)."""
+    chosen = (filters.since, filters.until, filters.first, filters.last)
+    if not filters.all and all(v is None for v in chosen):
+        filters = dataclasses.replace(filters, all=True)
+    stream = relay_stream(connection, filters)
+    return _frame.build(merge_batches([decoded.batch for decoded in stream]))
+
+
+def _top(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"invalid value {text!r} for --top: want a count >= 1")
+    return int(text)
+
+
+def _check_writable(path: str) -> None:
+    """Fail before reading anything when the report could not be written."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"cannot write {path}: permission denied")
+
+
+def _write(chunks: Iterable[str], out: str | None) -> None:
+    if out is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as f:
+            for chunk in chunks:
+                f.write(chunk)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":

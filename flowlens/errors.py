@@ -4,7 +4,9 @@
     ├── InputError          a source cannot be opened or read at all (missing, unreadable gzip,
     │   │                   binary garbage, empty, wrong --input-format)
     │   └── BadInputError   an unreadable line under --strict (exit status 2)
-    └── UsageError          a bad flag value or combination (a malformed filter, ...)
+    ├── UsageError          a bad flag value or combination (a malformed filter, ...)
+    └── RelayError          a relay cannot be reached or ended the stream with an error that
+                            retrying cannot fix (wrong address, TLS failure, permission denied)
 """
 
 from __future__ import annotations
@@ -30,3 +32,7 @@ class UsageError(FlowlensError):
     """A flag value or combination that cannot be used."""
 
     exit_code = 2
+
+
+class RelayError(FlowlensError):
+    """A relay cannot be reached, or answered with an error retrying cannot fix."""

@@ -150,14 +150,16 @@ def _concat_lost(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def take(df: pd.DataFrame, rows: Any) -> pd.DataFrame:
-    """The rows at these positions (sorted), with lost events re-anchored to the new rows.
-
-    Lost events outside the kept time range are kept too: they say the data is incomplete."""
+    """The rows at these positions (sorted), with the lost events that came between the first
+    and the last of them (they say this stretch of data is incomplete), re-anchored."""
     positions = np.asarray(rows, dtype=np.int64)
     out = df.iloc[positions].reset_index(drop=True)
     lost = df.attrs.get("lost_events")
-    if lost is not None and len(lost):
-        lost = lost.copy()
+    if lost is not None and len(lost) and len(positions):
+        at = lost["position"].to_numpy(dtype=np.int64)
+        # A selection that reaches the end of the stream keeps the lost events after it too.
+        end = len(df) if positions[-1] == len(df) - 1 else positions[-1]
+        lost = lost[(at >= positions[0]) & (at <= end)].reset_index(drop=True)
         lost["position"] = np.searchsorted(positions, lost["position"].to_numpy(dtype=np.int64))
         out.attrs["lost_events"] = lost
     else:

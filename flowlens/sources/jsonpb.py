@@ -190,10 +190,9 @@ def _normalize(rec: Any) -> dict[str, Any] | None:
 
 def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], position: int,
                   report: ReadReport, keep_raw: bool) -> FlowBatch:
-    """The careful path: normalize each record, then decode them all as one block; a record
-    the block decoder rejects is counted as bad."""
-    good: list[dict[str, Any]] = []
-    lines: list[bytes] = []
+    """The careful path: normalize each record, then decode them all as one block; when the
+    block decoder rejects the block, the records it rejects one by one are counted as bad."""
+    good: list[tuple[int, dict[str, Any], bytes]] = []
     for i, rec in records:
         try:
             norm = _normalize(rec)
@@ -206,29 +205,31 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
         if "node_status" in norm:
             report.node_status.append(norm)
             continue
-        encoded = orjson.dumps(norm)
-        if not _decodes(encoded):
+        good.append((i, norm, orjson.dumps(norm)))
+    table = _decode_block([line for _, _, line in good])
+    if table is None:  # some record has a field of the wrong type: find it, line by line
+        wrong = {i for i, _, line in good if _decode_block([line]) is None}
+        for i in sorted(wrong):
             report.bad(where(i), "not a Hubble flow (a field has the wrong type)")
-            continue
-        good.append(norm)
-        lines.append(encoded)
-    if lines:
-        table = pj.read_json(io.BytesIO(b"\n".join(lines)), parse_options=PARSE_OPTIONS)
-    else:
-        table = SCHEMA.empty_table()
-    batch = _from_table(table, position, report)
+        good = [g for g in good if g[0] not in wrong]
+        table = _decode_block([line for _, _, line in good])
+    batch = _from_table(table if table is not None else SCHEMA.empty_table(), position, report)
     if keep_raw:
-        batch.raw = [r for r in good if "flow" in r]
+        batch.raw = [norm for _, norm, _ in good if "flow" in norm]
     return batch
 
 
-def _decodes(line: bytes) -> bool:
+def _decode_block(lines: list[bytes]) -> pa.Table | None:
+    """The lines decoded as one table, or None if one of them has a malformed field."""
+    if not lines:
+        return SCHEMA.empty_table()
     try:
-        table = pj.read_json(io.BytesIO(line), parse_options=PARSE_OPTIONS)
+        table = pj.read_json(io.BytesIO(b"\n".join(lines)), read_options=BLOCKS,
+                             parse_options=PARSE_OPTIONS)
         _times(table)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return True
+        return None
+    return table
 
 
 def _times(table: pa.Table) -> pa.Array:
@@ -358,7 +359,7 @@ def _lost_events(table: pa.Table, lost_rows: pa.Array, is_flow: pa.Array,
         ev = table["lost_events"][i].as_py()
         out.append({
             "time": table["time"][i].as_py(),
-            "node": table["node_name"][i].as_py(),
+            "node": table["node_name"][i].as_py() or None,
             "source": ev.get("source") or "UNKNOWN_LOST_EVENT_SOURCE",
             "cpu": ev.get("cpu"),
             "num_events_lost": int(ev.get("num_events_lost") or 0),

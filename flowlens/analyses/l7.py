@@ -1,0 +1,82 @@
+"""DNS and HTTP panels, from the L7 records of Cilium's proxies (event type 129).
+
+They count what `hubble_dns_*` and `hubble_http_*` count. Latency quantiles are exact: the
+dashboard interpolates them from histogram buckets, flows carry every latency.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from flowlens.analyses.labels import add_up, count, dns_rcode_name, is_, relabel, rows
+
+LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+
+
+def _l7(df: pd.DataFrame, protocol: str, kind: str, columns: list[str]) -> pd.DataFrame:
+    keep = is_(df, "l7_protocol", protocol) & is_(df, "l7_type", kind)
+    return rows(df, keep, columns)
+
+
+def top_dns_queries(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """"Hubble Metrics and Monitoring" > DNS > **Top 10 DNS queries**:
+    `topk(10, hubble_dns_queries_total) by (query)` — DNS requests, and DNS records dropped
+    (the metric counts both), by query name. Columns: query, queries."""
+    dns = is_(df, "l7_protocol", "dns")
+    keep = dns & (is_(df, "l7_type", "REQUEST") | is_(df, "verdict", "DROPPED"))
+    return count(rows(df, keep, ["dns_query"]), ["dns_query"], "queries").rename(
+        columns={"dns_query": "query"}).head(top)
+
+
+def dns_errors(df: pd.DataFrame) -> pd.DataFrame:
+    """DNS > **DNS errors**: `hubble_dns_responses_total{rcode!="No Error"} by (rcode)` — DNS
+    responses by rcode name (Non-Existent Domain, Server Failure, ...), "No Error" left out.
+    Columns: rcode, responses."""
+    responses = _l7(df, "dns", "RESPONSE", ["dns_rcode"])
+    errors = responses[responses["dns_rcode"].fillna(0).to_numpy() != 0]
+    counted = count(errors, ["dns_rcode"], "responses")
+    named = relabel(counted, "dns_rcode", dns_rcode_name).rename(columns={"dns_rcode": "rcode"})
+    return add_up(named, ["rcode"], "responses")
+
+
+def http_requests(df: pd.DataFrame) -> pd.DataFrame:
+    """HTTP > **Requests by method**: `hubble_http_requests_total by (method)` — HTTP request
+    records by method. Columns: method, requests."""
+    requests = _l7(df, "http", "REQUEST", ["http_method"])
+    return count(requests, ["http_method"], "requests").rename(columns={"http_method": "method"})
+
+
+def http_responses(df: pd.DataFrame) -> pd.DataFrame:
+    """HTTP > **Responses by status**: `hubble_http_responses_total by (status)` — HTTP response
+    records by status code. Columns: status, responses."""
+    responses = _l7(df, "http", "RESPONSE", ["http_code"])
+    counted = count(responses, ["http_code"], "responses").rename(columns={"http_code": "status"})
+    counted["status"] = counted["status"].astype("Int64")
+    return counted
+
+
+def http_latency(df: pd.DataFrame) -> pd.DataFrame:
+    """HTTP > **Request duration p50 / p95 / p99** (`histogram_quantile` over
+    `hubble_http_request_duration_seconds`, observed on responses from `latency_ns`): exact
+    quantiles of the responses' latency. Columns: quantile (p50, p95, p99), seconds, responses."""
+    latency = _l7(df, "http", "RESPONSE", ["latency_ns"])["latency_ns"].dropna()
+    seconds = latency.to_numpy(dtype=np.float64) / 1e9
+    values = (np.quantile(seconds, LATENCY_QUANTILES) if len(seconds)
+              else [np.nan] * len(LATENCY_QUANTILES))
+    return pd.DataFrame({
+        "quantile": [f"p{round(q * 100)}" for q in LATENCY_QUANTILES],
+        "seconds": np.asarray(values, dtype=np.float64),
+        "responses": len(seconds),
+    })
+
+
+def http_success_rate(df: pd.DataFrame) -> pd.DataFrame:
+    """"Hubble L7 HTTP Metrics by Workload" > **Success rate**: the share of HTTP responses
+    that are not 5xx. Columns: responses, server_errors, success_rate (NaN with no response)."""
+    codes = _l7(df, "http", "RESPONSE", ["http_code"])["http_code"]
+    total = len(codes)
+    errors = int((codes.fillna(0) >= 500).sum())
+    rate = (total - errors) / total if total else np.nan
+    return pd.DataFrame({"responses": [total], "server_errors": [errors],
+                         "success_rate": [rate]})

@@ -1,0 +1,179 @@
+"""The label values Hubble's metrics give a flow (../shared/spec/hubble-api.md §5), and the
+counting helpers every panel shares.
+
+Labels are computed per distinct value (a category, or a group of key columns), never per row:
+a million flows have a few hundred distinct peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flowlens import _hubble as H
+
+# hubble_flows_processed_total `type` by monitor event type; anything else is "Unknown".
+FLOW_TYPES: dict[int, str] = {1: "Drop", 3: "Capture", 4: "Trace", 5: "PolicyVerdict",
+                              7: "Sock", 129: "L7"}
+# The `protocol` / `subtype` label of L7 flows.
+L7_PROTOCOLS: dict[str, str] = {"dns": "DNS", "http": "HTTP", "kafka": "Kafka"}
+# hubble_dns_responses_total `rcode`.
+DNS_RCODES: dict[int, str] = {0: "No Error", 1: "Format Error", 2: "Server Failure",
+                              3: "Non-Existent Domain", 4: "Not Implemented",
+                              5: "Query Refused"}
+
+_PEER_PARTS = ("namespace", "pod", "identity", "ip")
+PEER_SIDES = ("src", "dst")
+
+
+def is_(df: pd.DataFrame, column: str, *values: Any) -> np.ndarray:
+    """Rows whose `column` is one of `values` (NA is never one)."""
+    return np.array(df[column].isin(values).fillna(False), dtype=bool)
+
+
+def rows(df: pd.DataFrame, keep: np.ndarray | None, columns: Sequence[str]) -> pd.DataFrame:
+    """Only the columns a panel needs, of the rows it counts (`keep`; None: all), without the
+    frame's attrs (lost events), which pandas would compare on every merge."""
+    picked = df[list(columns)] if keep is None else df.loc[keep, list(columns)]
+    picked.attrs = {}
+    return picked
+
+
+def count(frame: pd.DataFrame, by: Sequence[str], name: str = "flows") -> pd.DataFrame:
+    """Rows per distinct value of `by` (NA is a value of its own), largest first, ties in key
+    order; a frame with the `by` columns and `name`."""
+    keys = list(by)
+    if frame.empty:
+        return pd.DataFrame({**{k: pd.Series([], dtype=object) for k in keys},
+                             name: pd.Series([], dtype="int64")})
+    counted = frame.groupby(keys, observed=True, dropna=False, sort=True).size()
+    out = counted.reset_index(name=name)
+    return sort_largest(out, name, keys)
+
+
+def sort_largest(frame: pd.DataFrame, column: str, keys: Sequence[str]) -> pd.DataFrame:
+    """Largest `column` first; ties in the order of their `keys` (categories as text)."""
+    ordered = frame.sort_values(list(keys), kind="stable", na_position="last", key=_as_text)
+    ordered = ordered.sort_values(column, ascending=False, kind="stable")
+    return ordered.reset_index(drop=True)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    return values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
+
+
+def add_up(frame: pd.DataFrame, keys: Sequence[str], name: str = "flows") -> pd.DataFrame:
+    """Counts of raw keys that got the same label, added up per label, largest first."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    summed = frame.groupby(list(keys), sort=True, dropna=False)[name].sum().reset_index()
+    return sort_largest(summed, name, keys)
+
+
+def relabel(frame: pd.DataFrame, column: str, label: Callable[[Any], str]) -> pd.DataFrame:
+    """`column` as `label` of each distinct value (computed once per value), as plain objects."""
+    values = frame[column].astype(object)
+    names = {v: label(v) for v in pd.unique(values)}
+    return frame.assign(**{column: values.map(names).astype(object)})
+
+
+# --- metric labels ------------------------------------------------------------------------------
+
+def peer_name(namespace: Any, pod: Any, identity: Any, ip: Any) -> str:
+    """The `source` / `destination` context label of a flow's peer: `namespace/pod` for pods;
+    otherwise a reserved identity's name (world, host, health, ...), else the IP."""
+    if given(pod):
+        return f"{namespace}/{pod}" if given(namespace) else str(pod)
+    if given(identity) and int(identity) in H.RESERVED_IDENTITIES:
+        return H.RESERVED_IDENTITIES[int(identity)]
+    if given(ip):
+        return str(ip)
+    return "unknown"
+
+
+def given(value: Any) -> bool:
+    """Not None, NA or empty."""
+    return value is not None and not pd.isna(value) and value != ""
+
+
+def peer_columns(side: str) -> list[str]:
+    return [f"{side}_{part}" for part in _PEER_PARTS]
+
+
+def count_by_peer(frame: pd.DataFrame, sides: Sequence[str], by: Sequence[str] = (),
+                  name: str = "flows") -> pd.DataFrame:
+    """Rows per peer (a `source` / `destination` column per side) and per `by`, largest
+    first. Counts per raw peer columns first, then names each distinct peer."""
+    raw = [c for side in sides for c in peer_columns(side)]
+    counted = count(frame, [*raw, *by], name)
+    out_names = [_SIDE_NAMES[s] for s in sides]
+    named = pd.DataFrame({
+        out: [peer_name(*parts) for parts in zip(*(counted[c] for c in peer_columns(side)),
+                                                  strict=True)]
+        for out, side in zip(out_names, sides, strict=True)
+    }, dtype=object)
+    for column in by:
+        named[column] = counted[column].to_numpy()
+    named[name] = counted[name].to_numpy()
+    return add_up(named, [*out_names, *by], name)
+
+
+_SIDE_NAMES = {"src": "source", "dst": "destination"}
+
+
+def flow_type(event_type: Any) -> str:
+    """hubble_flows_processed_total `type` of a monitor event type."""
+    if not given(event_type):
+        return "Unknown"
+    return FLOW_TYPES.get(int(event_type), "Unknown")
+
+
+def flow_subtype(event_type: Any, event_subtype: Any, l7_protocol: Any) -> str:
+    """hubble_flows_processed_total `subtype`: the trace point for Trace, DNS/HTTP/Kafka for L7,
+    the numeric type for Unknown, else empty."""
+    kind = flow_type(event_type)
+    if kind == "Trace":
+        point = int(event_subtype) if given(event_subtype) else 0
+        return H.TRACE_POINTS[point] if point < len(H.TRACE_POINTS) else str(point)
+    if kind == "L7":
+        return L7_PROTOCOLS.get(str(l7_protocol), "Unknown L7") if given(l7_protocol) else ""
+    if kind == "Unknown":
+        return str(int(event_type)) if given(event_type) else ""
+    return ""
+
+
+def drop_reason_name(reason: Any, code: Any) -> str:
+    """hubble_drop_total `reason`: the DropReason enum name; a code without a name as its
+    number (as Go prints an unnamed enum value)."""
+    if given(reason):
+        return str(reason)
+    if given(code):
+        return H.DROP_REASON_NAMES.get(int(code), str(int(code)))
+    return H.DROP_REASON_NAMES[0]
+
+
+def metric_protocol(event_type: Any, protocol: Any, l7_protocol: Any) -> str:
+    """The `protocol` label: DNS/HTTP/Kafka for L7 events, the L4 protocol otherwise."""
+    if given(event_type) and int(event_type) == 129:
+        return L7_PROTOCOLS.get(str(l7_protocol), "Unknown L7") if given(l7_protocol) \
+            else "Unknown L7"
+    return str(protocol) if given(protocol) else "Unknown flow"
+
+
+def dns_rcode_name(rcode: Any) -> str:
+    code = int(rcode) if given(rcode) else 0
+    return DNS_RCODES.get(code, str(code))
+
+
+def tcp_flag_labels(flags: str) -> list[str]:
+    """hubble_tcp_flags_total `flag` labels of a flag set such as "SYN,ACK": SYN (without ACK),
+    SYN-ACK, FIN, RST; other flags have none."""
+    parts = set(flags.split(","))
+    out = []
+    if "SYN" in parts:
+        out.append("SYN-ACK" if "ACK" in parts else "SYN")
+    out += [flag for flag in ("FIN", "RST") if flag in parts]
+    return out

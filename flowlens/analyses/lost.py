@@ -1,0 +1,35 @@
+"""Lost events: what the source could not deliver. Any report over data with losses says so."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from flowlens.analyses.labels import sort_largest
+from flowlens.frame import build_lost_events
+
+
+def lost_event_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The lost-event records that travel with a frame (`frame.attrs["lost_events"]`)."""
+    lost = df.attrs.get("lost_events")
+    return build_lost_events([]) if lost is None else lost
+
+
+def lost_events(df: pd.DataFrame) -> pd.DataFrame:
+    """`hubble_lost_events_total by (source)`, per node too: events the source reported lost.
+    Columns: source, node, events_lost, records, first, last (times of the records)."""
+    lost = lost_event_records(df)
+    columns = ["source", "node", "events_lost", "records", "first", "last"]
+    if lost.empty:
+        return pd.DataFrame({c: pd.Series([], dtype="int64" if c in ("events_lost", "records")
+                                          else object) for c in columns})
+    grouped = lost.groupby(["source", "node"], observed=True, dropna=False, sort=True).agg(
+        events_lost=("num_events_lost", "sum"), records=("time", "size"),
+        first=("time", "min"), last=("time", "max")).reset_index()
+    grouped["events_lost"] = grouped["events_lost"].astype("int64")
+    grouped = grouped.astype({"source": object, "node": object})
+    return sort_largest(grouped, "events_lost", ["source", "node"])[columns]
+
+
+def total_lost_events(df: pd.DataFrame) -> int:
+    """Sum of `num_events_lost` over the frame's lost-event records."""
+    return int(lost_event_records(df)["num_events_lost"].fillna(0).sum())

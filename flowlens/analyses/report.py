@@ -1,0 +1,228 @@
+"""The report: every panel over one window of flows, with what was read and what was lost.
+
+`build_report` selects the window (hubble's filter and --since/--until flags), then runs every
+analysis; renderers (flowlens.render.report_*) only lay the result out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from flowlens import filters as _filters
+from flowlens.analyses import drops, l7, lost, traffic, unanswered
+from flowlens.analyses.buckets import Buckets, window_buckets
+from flowlens.frame import take
+
+Anchor = Literal["data", "now"]
+DEFAULT_TOP = 10
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """One panel: its key (the JSON key), title, dashboard section, the analysis that computes
+    it and what it counts, in a line."""
+
+    key: str
+    title: str
+    section: str
+    compute: Callable[..., pd.DataFrame]
+    takes: Literal["buckets", "top", "frame"]
+    counts: str
+    series: str = ""  # over-time panels: what their columns after `time` are
+
+
+PANELS: tuple[PanelSpec, ...] = (
+    PanelSpec("forwarded_vs_dropped", "Forwarded vs Dropped", "Network",
+              traffic.forwarded_vs_dropped, "buckets",
+              "every flow by verdict per time bucket (hubble_flows_processed_total)",
+              "verdict"),
+    PanelSpec("drop_reasons", "Drop Reason", "Network", drops.drop_reasons, "frame",
+              "flows with verdict DROPPED by drop reason, policy-verdict events included "
+              "(hubble_drop_total)"),
+    PanelSpec("drop_reasons_over_time", "Drop Reason over time", "Network",
+              drops.drop_reasons_over_time, "buckets",
+              "DROPPED flows by drop reason per time bucket (hubble_drop_total)", "reason"),
+    PanelSpec("top_denied_sources", "Top Source Pods with Denied Packets", "Network Policy",
+              drops.top_denied_sources, "top",
+              "DROPPED flows with reason POLICY_DENIED by source pod (hubble_drop_total)"),
+    PanelSpec("top_denied_destinations", "Top Destination Pods with Denied Packets",
+              "Network Policy", drops.top_denied_destinations, "top",
+              "DROPPED flows with reason POLICY_DENIED by destination pod (hubble_drop_total)"),
+    PanelSpec("policy_verdicts", "Policy verdicts by direction, match and action",
+              "Network Policy", drops.policy_verdicts, "frame",
+              "policy-verdict and L7 events, host identity excluded "
+              "(hubble_policy_verdicts_total)"),
+    PanelSpec("flows_by_type", "Flow types", "General", traffic.flows_by_type, "frame",
+              "every flow by type and subtype (hubble_flows_processed_total)"),
+    PanelSpec("flows_by_node", "Flows processed per node", "General", traffic.flows_by_node,
+              "buckets", "every flow by node per time bucket (hubble_flows_processed_total)",
+              "node"),
+    PanelSpec("protocols", "Protocol usage", "Network", traffic.protocols, "frame",
+              "forwarded/redirected non-reply L4 flows by protocol "
+              "(hubble_port_distribution_total)"),
+    PanelSpec("top_destination_ports", "Top destination ports", "Network",
+              traffic.top_destination_ports, "top",
+              "forwarded/redirected non-reply L4 flows by destination port, port 0 excluded "
+              "(hubble_port_distribution_total)"),
+    PanelSpec("tcp_flags", "TCP flags", "Network", traffic.tcp_flags, "frame",
+              "forwarded TCP flows by flag: SYN, SYN-ACK, FIN, RST (hubble_tcp_flags_total)"),
+    PanelSpec("syns_without_syn_ack", "Missing TCP SYN-ACKs", "Network",
+              unanswered.syns_without_syn_ack, "top",
+              "forwarded SYNs of connections that got no SYN-ACK back (hubble_tcp_flags_total)"),
+    PanelSpec("echo_requests_without_reply", "Missing ICMP Echo-Replies", "Network",
+              unanswered.echo_requests_without_reply, "top",
+              "ICMP echo requests with no echo reply back within 10s (hubble_icmp_total)"),
+    PanelSpec("top_dns_queries", "Top DNS queries", "DNS", l7.top_dns_queries, "top",
+              "DNS requests and dropped DNS records by query (hubble_dns_queries_total)"),
+    PanelSpec("dns_errors", "DNS errors by rcode", "DNS", l7.dns_errors, "frame",
+              "DNS responses by rcode other than No Error (hubble_dns_responses_total)"),
+    PanelSpec("dns_queries_without_response", "Missing DNS responses", "DNS",
+              unanswered.dns_queries_without_response, "top",
+              "DNS requests with no response back (hubble_dns_queries_total, "
+              "hubble_dns_responses_total)"),
+    PanelSpec("http_requests", "HTTP requests by method", "HTTP", l7.http_requests, "frame",
+              "HTTP request records by method (hubble_http_requests_total)"),
+    PanelSpec("http_responses", "HTTP responses by status", "HTTP", l7.http_responses, "frame",
+              "HTTP response records by status (hubble_http_responses_total)"),
+    PanelSpec("http_latency", "HTTP latency p50 / p95 / p99", "HTTP", l7.http_latency, "frame",
+              "exact quantiles of HTTP response latency "
+              "(hubble_http_request_duration_seconds)"),
+    PanelSpec("http_success_rate", "HTTP success rate", "HTTP", l7.http_success_rate, "frame",
+              "share of HTTP responses that are not 5xx"),
+    PanelSpec("lost_events_by_source", "Lost events", "Lost events", lost.lost_events, "frame",
+              "events the source reported lost, by source and node "
+              "(hubble_lost_events_total)"),
+)
+
+
+@dataclass(frozen=True)
+class Panel:
+    spec: PanelSpec
+    data: pd.DataFrame
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time window a report covers, and what durations were counted back from."""
+
+    since: pd.Timestamp | None
+    until: pd.Timestamp | None
+    first_flow: pd.Timestamp | None
+    last_flow: pd.Timestamp | None
+    anchor: Anchor
+    anchored_at: pd.Timestamp | None
+    requested_since: str | None = None
+    requested_until: str | None = None
+
+
+@dataclass(frozen=True)
+class InputSummary:
+    """What was read: the sources, their flows and time range, and the filter flags."""
+
+    sources: tuple[str, ...]
+    flows: int
+    first_flow: pd.Timestamp | None
+    last_flow: pd.Timestamp | None
+    filters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    input: InputSummary
+    window: Window
+    flows: int
+    lost_events: int
+    verdicts: pd.DataFrame
+    bucket: pd.Timedelta
+    top: int
+    panels: tuple[Panel, ...]
+
+    def panel(self, key: str) -> Panel:
+        """The panel with this key (its rows are `.data`)."""
+        for panel in self.panels:
+            if panel.key == key:
+                return panel
+        raise KeyError(key)
+
+
+def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
+                 sources: Sequence[str] = (), top: int = DEFAULT_TOP,
+                 bucket: pd.Timedelta | None = None, anchor: Anchor = "data",
+                 now: pd.Timestamp | None = None) -> Report:
+    """Every panel over the flows of `df` that `filters` select.
+
+    Durations in --since/--until count back from the newest flow of `df` (`anchor="data"`, for
+    files), or from `now` (`anchor="now"`: `df` came from a relay that already applied the
+    filters, which then only give the window)."""
+    filters = filters or _filters.Filters()
+    given = _input_summary(df, sources, filters)
+    anchored_at = given.last_flow if anchor == "data" else (now or pd.Timestamp.now(tz="UTC"))
+    since, until = _filters.time_window(filters, anchored_at)
+    chosen = _selected(df, filters, anchored_at) if anchor == "data" else _all(df)
+    chosen.attrs["lost_events"] = _lost_within(chosen, since, until)
+    first, last = _time_range(chosen)
+    start = since if since is not None else (given.first_flow if anchor == "data" else first)
+    end = until if until is not None else anchored_at
+    buckets = window_buckets(start, end, bucket)
+    window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until)
+    panels = tuple(Panel(spec, _compute(spec, chosen, buckets, top)) for spec in PANELS)
+    return Report(given, window, len(chosen), lost.total_lost_events(chosen),
+                  traffic.verdicts(chosen), buckets.size, top, panels)
+
+
+def _selected(df: pd.DataFrame, filters: _filters.Filters,
+              anchored_at: pd.Timestamp | None) -> pd.DataFrame:
+    rows = _filters.selected_rows(filters, df, newest=anchored_at)
+    return _all(df) if len(rows) == len(df) else take(df, rows)
+
+
+def _all(df: pd.DataFrame) -> pd.DataFrame:
+    """Every row, without copying them (the caller's attrs are left alone)."""
+    out = df.copy(deep=False)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _compute(spec: PanelSpec, df: pd.DataFrame, buckets: Buckets, top: int) -> pd.DataFrame:
+    if spec.takes == "buckets":
+        return spec.compute(df, buckets)
+    if spec.takes == "top":
+        return spec.compute(df, top)
+    return spec.compute(df)
+
+
+def _input_summary(df: pd.DataFrame, sources: Sequence[str],
+                   filters: _filters.Filters) -> InputSummary:
+    first, last = _time_range(df)
+    return InputSummary(tuple(str(s) for s in sources), len(df), first, last,
+                        tuple(filters.argv()))
+
+
+def _time_range(df: pd.DataFrame) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    times = df["time"]
+    if times.notna().any():
+        return times.min(), times.max()
+    return None, None
+
+
+def _lost_within(df: pd.DataFrame, since: pd.Timestamp | None,
+                 until: pd.Timestamp | None) -> pd.DataFrame:
+    """Lost-event records reported inside the time window (all of them without one)."""
+    records = lost.lost_event_records(df)
+    keep = np.ones(len(records), dtype=bool)
+    times = records["time"]
+    if since is not None:
+        keep &= np.asarray((times >= since).fillna(True), dtype=bool)
+    if until is not None:
+        keep &= np.asarray((times <= until).fillna(True), dtype=bool)
+    return records[keep].reset_index(drop=True)
+

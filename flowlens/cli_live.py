@@ -1,0 +1,276 @@
+"""The live side of the `flowlens` command: connection flags, `tail` from a relay, `status`,
+`nodes` and serving a replay relay. `flowlens.cli` declares the commands; this does the work."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO, Any, TypeVar, cast
+
+import click
+import pandas as pd
+
+from flowlens import filters as _filters
+from flowlens import frame as _frame
+from flowlens._proto.observer import observer_pb2
+from flowlens.errors import UsageError
+from flowlens.live import relay_stream
+from flowlens.load import ReadOptions
+from flowlens.render import hubble as _hubble_text
+from flowlens.render import live as _live
+from flowlens.render.jsonpb import encode_message, encode_response_bytes
+from flowlens.sources.proto import DecodedBatch, merge_batches
+from flowlens.sources.protodict import message_to_dict
+from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection, FlowStream
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CONNECTION_PARAMS = ("server", "tls", "tls_allow_insecure", "tls_ca_cert_files",
+                      "tls_client_cert_file", "tls_client_key_file", "tls_server_name",
+                      "timeout")
+
+
+def _timeout(value: str) -> float:
+    duration = _filters.parse_duration(value) if not value.replace(".", "", 1).isdigit() \
+        else pd.Timedelta(float(value), unit="s")
+    if duration is None or duration.total_seconds() <= 0:
+        raise UsageError(f"invalid value {value!r} for --timeout: want a duration like 5s")
+    return float(duration.total_seconds())
+
+
+def connection_options(f: F) -> F:
+    """hubble's connection flags; the callback gets `connection` (a Connection)."""
+    options = [
+        click.option("--server", metavar="ADDRESS",
+                     help=f"Address of hubble-relay (default {DEFAULT_SERVER}, env "
+                          f"{SERVER_ENV}); a tls:// prefix turns TLS on."),
+        click.option("--tls", is_flag=True, help="Use TLS to connect to the relay."),
+        click.option("--tls-allow-insecure", is_flag=True,
+                     help="Use TLS but accept any server certificate (no verification)."),
+        click.option("--tls-ca-cert-files", multiple=True, metavar="FILE",
+                     help="PEM CA certificates to verify the relay with (repeatable, or "
+                          "comma-separated)."),
+        click.option("--tls-client-cert-file", metavar="FILE",
+                     help="PEM client certificate, for mTLS."),
+        click.option("--tls-client-key-file", metavar="FILE", help="PEM client key, for mTLS."),
+        click.option("--tls-server-name", metavar="NAME",
+                     help="Name the relay's certificate must carry (default: the host)."),
+        click.option("--timeout", default="5s", show_default=True, metavar="DURATION",
+                     help="How long to wait for the relay when connecting."),
+    ]
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _CONNECTION_PARAMS}
+        files = tuple(p for item in values["tls_ca_cert_files"] for p in item.split(",") if p)
+        connection = Connection.from_env(
+            values["server"], tls=values["tls"], tls_allow_insecure=values["tls_allow_insecure"],
+            tls_ca_cert_files=files, tls_client_cert_file=values["tls_client_cert_file"],
+            tls_client_key_file=values["tls_client_key_file"],
+            tls_server_name=values["tls_server_name"], timeout=_timeout(values["timeout"]))
+        return f(*args, connection=connection, **kwargs)
+
+    for option in reversed(options):
+        run = option(run)
+    return cast(F, run)
+
+
+# --- tail from a relay ------------------------------------------------------------------------
+
+
+def _jsonpb_line(payload: bytes) -> bytes:
+    message = observer_pb2.GetFlowsResponse.FromString(payload)
+    return encode_response_bytes(message_to_dict(message)) + b"\n"
+
+
+class _Printer:
+    """Writes what a stream delivers: flows to stdout in the chosen format, every flow to
+    --save, node status to stderr; keeps the terminal status line out of the way."""
+
+    def __init__(self, stream: FlowStream, fmt: str, render: Callable[[pd.DataFrame], Any],
+                 save: IO[bytes] | None, time_format: str) -> None:
+        self.stream = stream
+        self.fmt = fmt
+        self.render = render
+        self.save = save
+        self.time_format = time_format
+        self.status = _live.StatusLine(sys.stderr, stream.stats) if _is_tty(sys.stderr) \
+            else None
+        self.blocks = 0  # dict blocks printed: every block but the first has a separator
+        self.lock = threading.Lock()
+
+    def event(self, message: str) -> None:
+        with self.lock:
+            if self.status:
+                self.status.clear()
+            click.echo(f"flowlens: {message}", err=True)
+
+    def node_status(self, decoded: DecodedBatch) -> None:
+        for ns in decoded.node_status:
+            if ns.state not in _live.SHOWN_NODE_STATES:
+                continue
+            if self.status:
+                self.status.clear()
+            sys.stderr.write(_live.node_status_line(ns, self.time_format))
+        sys.stderr.flush()
+
+    def write(self, df: pd.DataFrame, payloads: list[bytes] | None) -> None:
+        with self.lock:
+            if self.status:
+                self.status.clear()
+            lines = [_jsonpb_line(p) for p in payloads] if payloads is not None else None
+            if self.save is not None and lines is not None:
+                for line in lines:  # one flush per line: a killed process loses one at most
+                    self.save.write(line)
+                    self.save.flush()
+            out = sys.stdout
+            if self.fmt == "jsonpb" and lines is not None:
+                out.buffer.write(b"".join(lines))
+            else:
+                for text in self._text(df):
+                    out.write(text)
+            out.flush()
+            if self.status:
+                self.status.update()
+
+    def _text(self, df: pd.DataFrame) -> Iterator[str]:
+        for i, block in enumerate(self.render(df)):
+            if self.fmt == "dict" and i == 0 and self.blocks:
+                block = "------------\n" + block
+            self.blocks += 1
+            yield block
+
+    def tick(self) -> None:
+        if self.status:
+            with self.lock:
+                self.status.update()
+
+    def close(self) -> None:
+        if self.status:
+            self.status.clear()
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
+               time_format: str, node_name: bool, policy_names: bool, numeric: bool,
+               save: str | None) -> None:
+    """`flowlens tail` without --input-file: stream from the relay and print as hubble does.
+    Ctrl-C ends it with exit status 0 and a one-line summary on stderr."""
+    if fmt == "table" and filters.follow:
+        raise UsageError("-o table cannot be used with --follow (a table is aligned over all "
+                         "its rows, so it is printed at the end)")
+    renderer = {"compact": _hubble_text.compact, "dict": _hubble_text.dict_,
+                "table": _hubble_text.table}.get(fmt, _hubble_text.compact)
+
+    def render(df: pd.DataFrame) -> Iterator[str]:
+        return renderer(df, time_format=time_format, node_name=node_name,
+                        policy_names=policy_names, numeric=numeric)
+
+    keep = fmt == "jsonpb" or save is not None
+    stream = relay_stream(connection, filters, keep_payloads=keep)
+    saver = _open_save(save)
+    printer = _Printer(stream, fmt, render, saver, time_format)
+    stream.on_event = printer.event
+    interrupted = False
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill`: end as cleanly as Ctrl-C
+        stream.connect()
+        if filters.follow:
+            for decoded in stream:
+                printer.node_status(decoded)
+                if decoded.batch.size or decoded.batch.lost_events:
+                    printer.write(_frame.build(decoded.batch), decoded.payloads)
+                else:
+                    printer.tick()
+        else:
+            decoded_all = list(stream)
+            for decoded in decoded_all:
+                printer.node_status(decoded)
+            payloads = [p for d in decoded_all for p in (d.payloads or [])] if keep else None
+            printer.write(_frame.build(merge_batches([d.batch for d in decoded_all])), payloads)
+    except KeyboardInterrupt:
+        interrupted = True
+        stream.cancel()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        printer.close()
+        if saver is not None:
+            saver.close()
+    stats = stream.stats
+    if interrupted or filters.follow or stats.lost_events or stats.lost_records \
+            or _is_tty(sys.stderr):
+        sys.stderr.write(_live.summary_line(stats, connection.server))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _open_save(path: str | None) -> IO[bytes] | None:
+    if path is None:
+        return None
+    try:
+        return open(path, "wb")
+    except OSError as exc:
+        raise UsageError(f"cannot write --save file {path}: {exc.strerror}") from None
+
+
+# --- status and nodes -------------------------------------------------------------------------
+
+
+def print_status(connection: Connection, output: str) -> None:
+    from flowlens.sources.relay import server_status
+
+    status = server_status(connection, timeout=max(connection.timeout, 1.0))
+    if output == "json":
+        click.echo(encode_message(message_to_dict(status), "observer.ServerStatusResponse"))
+        return
+    for line in _live.server_status_lines(status):
+        sys.stdout.write(line)
+
+
+def print_nodes(connection: Connection, output: str) -> None:
+    from flowlens.sources.relay import get_nodes
+
+    response = get_nodes(connection, timeout=max(connection.timeout, 1.0))
+    if output == "json":
+        click.echo(encode_message(message_to_dict(response), "observer.GetNodesResponse"))
+        return
+    for line in _live.nodes_table(response.nodes):
+        sys.stdout.write(line)
+
+
+# --- the replay relay -------------------------------------------------------------------------
+
+
+def serve_relay(sources: tuple[str, ...], options: ReadOptions, *, listen: str, speed: str,
+                tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None) -> None:
+    """Load SOURCE... and serve them until Ctrl-C (exit status 0)."""
+    from flowlens.relay_server import ReplayData, ServerTLS, parse_speed, serve_forever
+
+    pace = parse_speed(speed)
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = ServerTLS(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    data = ReplayData.from_sources(sources, options)
+    how = "mTLS" if tls and tls.client_ca_file else "TLS" if tls else "plaintext"
+
+    def ready(port: int) -> None:
+        click.echo(f"flowlens: serving {len(data.payloads):,} flows and {len(data.lost):,} "
+                   f"lost-event records on {listen.rsplit(':', 1)[0]}:{port} ({how}, speed "
+                   f"{speed})", err=True)
+
+    serve_forever(data, listen=listen, speed=pace, tls=tls, on_ready=ready)
+    click.echo("flowlens: relay stopped", err=True)

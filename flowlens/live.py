@@ -1,0 +1,63 @@
+"""Flows from a relay, for notebooks and the CLI: `read_relay` (one frame) and `iter_relay`
+(frames as they arrive, for --follow)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from flowlens import frame as _frame
+from flowlens.filters import Filters, to_request
+from flowlens.sources.proto import DecodedBatch, merge_batches
+from flowlens.sources.relay import Connection, FlowStream
+
+__all__ = ["iter_relay", "read_relay", "relay_stream"]
+
+_CONNECTION_KEYS = frozenset({
+    "tls", "tls_allow_insecure", "tls_ca_cert_files", "tls_client_cert_file",
+    "tls_client_key_file", "tls_server_name", "timeout",
+})
+
+
+def relay_stream(conn: Connection, filters: Filters, *, keep_payloads: bool = False,
+                 now: datetime | pd.Timestamp | None = None,
+                 on_event: Callable[[str], None] | None = None,
+                 flush_interval: float = 0.2) -> FlowStream:
+    """The GetFlows stream for these filters (not yet connected)."""
+    return FlowStream(conn, to_request(filters, now=now), keep_payloads=keep_payloads,
+                      on_event=on_event, flush_interval=flush_interval)
+
+
+def _split(server: str | None, kwargs: dict[str, Any]) -> tuple[Connection, Filters]:
+    conn_args = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONNECTION_KEYS}
+    if isinstance(conn_args.get("tls_ca_cert_files"), str):
+        conn_args["tls_ca_cert_files"] = (conn_args["tls_ca_cert_files"],)
+    return Connection.from_env(server, **conn_args), Filters.from_kwargs(**kwargs)
+
+
+def read_relay(server: str | None = None, **filters: Any) -> pd.DataFrame:
+    """Flows from a relay as one frame, selected as `flowlens tail` selects them: filter flags
+    as keywords (`verdict="DROPPED"`, `from_pod=...`, `since="5m"`, `last=1000`, `all=True`),
+    plus connection keywords (`tls`, `tls_ca_cert_files`, `tls_server_name`, `timeout`, ...).
+    Without a selection the relay sends its default 20 flows, as hubble does."""
+    conn, flt = _split(server, dict(filters))
+    if flt.follow:
+        raise ValueError("read_relay returns one frame: use iter_relay to follow")
+    stream = relay_stream(conn, flt)
+    return _frame.build(merge_batches([decoded.batch for decoded in stream]))
+
+
+def iter_relay(server: str | None = None, **filters: Any) -> Iterator[pd.DataFrame]:
+    """Frames of flows as they arrive (`follow=True` keeps the stream open); lost events in
+    each frame's attrs. Closing the iterator ends the stream."""
+    conn, flt = _split(server, dict(filters))
+    for decoded in relay_stream(conn, flt):
+        if decoded.batch.size or decoded.batch.lost_events:
+            yield decoded_frame(decoded)
+
+
+def decoded_frame(decoded: DecodedBatch) -> pd.DataFrame:
+    return _frame.build(decoded.batch)

@@ -1,0 +1,173 @@
+"""Text for live sessions: node status lines (as hubble prints them), the status line on a
+terminal, the end-of-stream summary, and `hubble status` / node listings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+import pandas as pd
+
+from flowlens.render.hubble import format_time
+from flowlens.sources.proto import NodeStatus
+from flowlens.sources.relay import StreamStats
+
+# hubble prints only these node states unless --debug.
+SHOWN_NODE_STATES = frozenset({"NODE_UNAVAILABLE", "NODE_ERROR"})
+_NAMES_WIDTH = 50
+
+
+def _names(names: list[str]) -> str:
+    """Names joined by ', ' while the running length (name + 2 each) stays <= 50; the first
+    always; then ' (and N more)'."""
+    kept: list[str] = []
+    length = 0
+    for name in names:
+        length += len(name) + 2
+        if kept and length > _NAMES_WIDTH:
+            break
+        kept.append(name)
+    more = len(names) - len(kept)
+    return ", ".join(kept) + (f" (and {more} more)" if more else "")
+
+
+def _go_quote(text: str) -> str:
+    out = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{out}"'
+
+
+def node_status_line(event: NodeStatus, time_format: str = "StampMilli") -> str:
+    """`<TS> [<node>]: <text>` as hubble prints a relay node status event (spec §3.3.10)."""
+    when = pd.Timestamp(event.time_ns, tz="UTC") if event.time_ns is not None else None
+    stamp = format_time(when, time_format)
+    n = len(event.node_names)
+    names = _names(event.node_names)
+    text = {
+        "NODE_CONNECTED": f"Receiving flows from {n} nodes: {names}",
+        "NODE_UNAVAILABLE": f"{n} nodes are unavailable: {names}",
+        "NODE_GONE": f"{n} nodes removed from cluster: {names}",
+        "NODE_ERROR": f"Error {_go_quote(event.message)} on {n} nodes: {names}",
+    }.get(event.state, f"unknown node status event: {event.state} {names}")
+    return f"{stamp} [{event.node}]: {text}\n"
+
+
+def _top(counts: dict[str, int]) -> str | None:
+    return max(counts, key=lambda k: counts[k]) if counts else None
+
+
+def summary_line(stats: StreamStats, server: str) -> str:
+    """The one line a live session ends with."""
+    forwarded = stats.verdicts.get("FORWARDED", 0)
+    dropped = stats.verdicts.get("DROPPED", 0)
+    parts = [f"{stats.flows:,} flows from {server} ({forwarded:,} forwarded, {dropped:,} dropped"]
+    top = _top(stats.drop_reasons)
+    parts.append(f"; top drop reason {top})" if top else ")")
+    if stats.lost_events or stats.lost_records:
+        parts.append(f", EVENTS LOST: {stats.lost_events:,} in {stats.lost_records:,} records "
+                     "(the numbers above are incomplete)")
+    if stats.reconnects:
+        parts.append(f", {stats.reconnects} reconnects")
+    return "flowlens: " + "".join(parts) + "\n"
+
+
+class StatusLine:
+    """A one-line live summary redrawn in place on a terminal's stderr (flows/s, forwarded,
+    dropped, top drop reason, lost), at most every `interval` seconds."""
+
+    def __init__(self, out: IO[str], stats: StreamStats, interval: float = 0.5) -> None:
+        self.out = out
+        self.stats = stats
+        self.interval = interval
+        self._last = 0.0
+        self._last_flows = 0
+        self._shown = False
+        self._rate = 0.0
+
+    def clear(self) -> None:
+        if self._shown:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self._shown = False
+
+    def update(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        if self._last:
+            self._rate = (self.stats.flows - self._last_flows) / (now - self._last)
+        self._last, self._last_flows = now, self.stats.flows
+        s = self.stats
+        top = _top(s.drop_reasons) or "-"
+        self.out.write(
+            f"\r\x1b[K{self._rate:,.0f} flows/s | {s.flows:,} flows | "
+            f"{s.verdicts.get('FORWARDED', 0):,} forwarded | "
+            f"{s.verdicts.get('DROPPED', 0):,} dropped | top drop: {top} | "
+            f"lost: {s.lost_events:,}")
+        self.out.flush()
+        self._shown = True
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go prints it: 5m1.515181665s, 1h0m0s, 1.5ms, 0s."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return sign + _trim(ns, 1_000) + "µs"
+    if ns < 1_000_000_000:
+        return sign + _trim(ns, 1_000_000) + "ms"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = _trim(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return sign + seconds
+
+
+def _trim(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    digits = len(str(unit)) - 1
+    text = f"{frac:0{digits}d}".rstrip("0")
+    return f"{whole}.{text}" if text else str(whole)
+
+
+def server_status_lines(status: Any) -> list[str]:
+    """`hubble status` (compact) for a ServerStatusResponse (spec §3.7)."""
+    lines = []
+    share = f" ({status.num_flows / status.max_flows * 100:.2f}%)" if status.max_flows else ""
+    lines.append(f"Current/Max Flows: {status.num_flows:,}/{status.max_flows:,}{share}")
+    rate = status.flows_rate
+    if not rate and status.uptime_ns:
+        rate = status.seen_flows / (status.uptime_ns / 1e9)
+    lines.append(f"Flows/s: {rate:.2f}")
+    if status.HasField("num_connected_nodes"):
+        connected = status.num_connected_nodes.value
+        unavailable = status.num_unavailable_nodes.value
+        lines.append(f"Connected Nodes: {connected}/{connected + unavailable}")
+        if unavailable:
+            lines.append(f"Unavailable Nodes: {unavailable}")
+            lines += [f"  - {name}" for name in status.unavailable_nodes]
+    return [line + "\n" for line in lines]
+
+
+_NODE_STATES = {0: "UNKNOWN_NODE_STATE", 1: "NODE_CONNECTED", 2: "NODE_UNAVAILABLE",
+                3: "NODE_GONE", 4: "NODE_ERROR"}
+
+
+def nodes_table(nodes: Iterable[Any]) -> list[str]:
+    """GetNodes as an aligned table."""
+    rows = [["NAME", "STATE", "ADDRESS", "TLS", "UPTIME", "SEEN FLOWS", "CURRENT/MAX FLOWS"]]
+    for n in nodes:
+        tls = n.tls.server_name or "yes" if n.tls.enabled else "no"
+        rows.append([n.name, _NODE_STATES.get(n.state, str(n.state)), n.address or "-", tls,
+                     go_duration(n.uptime_ns), f"{n.seen_flows:,}",
+                     f"{n.num_flows:,}/{n.max_flows:,}"])
+    widths = [max(len(r[i]) for r in rows) + 3 for i in range(len(rows[0]) - 1)]
+    return ["".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + r[-1] + "\n"
+            for r in rows]

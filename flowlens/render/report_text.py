@@ -1,0 +1,123 @@
+"""`flowlens report --format text`: the report as plain tables for a 100-column terminal."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+
+from flowlens.analyses.report import Panel, Report
+from flowlens.render.report_common import (
+    empty_notice,
+    header_facts,
+    lost_warning,
+    numeric_columns,
+    records,
+)
+
+WIDTH = 100
+_GAP = "  "
+_MIN_TEXT = 8  # a text column is never cut narrower than this
+
+
+def table(frame: pd.DataFrame, width: int = WIDTH) -> list[str]:
+    """A frame as aligned lines no wider than `width`, numbers right-aligned. A table too wide
+    for that shows each row as a block of `column  value` lines when it has more than three
+    columns, else has its widest text column shortened with '…'."""
+    headers = [str(c) for c in frame.columns]
+    cells = records(frame)
+    numeric = {i for i, h in enumerate(headers) if h in numeric_columns(frame)}
+    widths = _widths(headers, cells)
+    room = width - len(_GAP) * (len(headers) - 1)
+    if sum(widths) > room and len(headers) > 3:
+        return _blocks(headers, cells, width)
+    floors = [widths[i] if i in numeric else _MIN_TEXT for i in range(len(headers))]
+    _fit(widths, floors, room)
+    lines = [_line(headers, widths, set()), _line(["-" * w for w in widths], widths, set())]
+    lines += [_line(row, widths, numeric) for row in cells]
+    return [line.rstrip() for line in lines]
+
+
+def _widths(headers: list[str], cells: list[list[str]]) -> list[int]:
+    return [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+
+
+def fits(frame: pd.DataFrame, width: int = WIDTH) -> bool:
+    """Whether the frame's table fits `width` without shortening anything."""
+    widths = _widths([str(c) for c in frame.columns], records(frame))
+    return sum(widths) + len(_GAP) * (len(widths) - 1) <= width
+
+
+def _blocks(headers: list[str], cells: list[list[str]], width: int) -> list[str]:
+    indent = max(len(h) for h in headers) + len(_GAP)
+    lines: list[str] = []
+    for n, row in enumerate(cells):
+        if n:
+            lines.append("")
+        for header_, value in zip(headers, row, strict=True):
+            lines += textwrap.wrap(value, width, initial_indent=header_.ljust(indent),
+                                   subsequent_indent=" " * indent, break_on_hyphens=False,
+                                   drop_whitespace=False) or [header_]
+    return lines
+
+
+def long_form(frame: pd.DataFrame, series: str) -> pd.DataFrame:
+    """An over-time panel (time, then a column per series) as rows of time, series, flows,
+    the non-zero ones only: a handful of columns whatever the number of series."""
+    melted = frame.melt(id_vars="time", var_name=series, value_name="flows")
+    melted = melted[melted["flows"] > 0]
+    return melted.sort_values(["time"], kind="stable").reset_index(drop=True)
+
+
+def _fit(widths: list[int], floors: list[int], room: int) -> None:
+    """Narrow the widest shrinkable column, one character at a time, until all fit."""
+    while sum(widths) > room:
+        shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not shrinkable:
+            return
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+
+
+def _line(values: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
+    parts = []
+    for i, (value, w) in enumerate(zip(values, widths, strict=True)):
+        text = value if len(value) <= w else value[:w - 1] + "…"
+        parts.append(text.rjust(w) if i in right else text.ljust(w))
+    return _GAP.join(parts)
+
+
+def header(report: Report) -> list[str]:
+    facts = header_facts(report)
+    indent = max(len(label) for label, _ in facts) + 2
+    lines = ["flowlens report", ""]
+    for label, value in facts:
+        lines += textwrap.wrap(value, WIDTH, initial_indent=label.ljust(indent),
+                               subsequent_indent=" " * indent, break_on_hyphens=False)
+    for notice in (lost_warning(report), empty_notice(report)):
+        if notice:
+            lines += ["", *textwrap.wrap(f"!! {notice}", WIDTH, subsequent_indent="   ")]
+    return lines
+
+
+def panel_lines(panel: Panel) -> list[str]:
+    spec = panel.spec
+    title = f"== {spec.section}: {spec.title} "
+    lines = ["", title + "=" * max(0, WIDTH - len(title)), *textwrap.wrap(spec.counts, WIDTH)]
+    data = panel.data
+    if spec.series and not fits(data):
+        data = long_form(data, spec.series)
+    lines += table(data) if len(data) else ["(none)"]
+    return lines
+
+
+def lines(report: Report) -> Iterator[str]:
+    yield from header(report)
+    if report.flows or report.lost_events:
+        for panel in report.panels:
+            yield from panel_lines(panel)
+
+
+def render(report: Report) -> str:
+    return "\n".join(lines(report)) + "\n"

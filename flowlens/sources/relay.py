@@ -1,0 +1,479 @@
+"""The live source: `observer.GetFlows` from hubble-relay (or a Hubble server), as batches.
+
+    Connection ──open_channel──► grpc.Channel ──probe (ServerStatus, --timeout)──► FlowStream
+                                                                                       │
+        serialized GetFlowsResponse bytes, in runs ──► ProtoDecoder ──► DecodedBatch ◄─┘
+
+- The request comes from `flowlens.filters.to_request`, so a filter means the same live and
+  offline. Responses are received as bytes (no deserializer) on a channel with
+  `SingleThreadedUnaryStream` (about 8x the messages/s of grpcio's default), and decoded in runs.
+- A stream survives: retryable errors reopen it with exponential backoff and jitter; the new
+  request asks from the last flow seen, and the flows it repeats are dropped (by uuid, or by
+  time and content when a flow has none). Terminating errors (bad credentials, bad argument, a
+  TLS failure) raise RelayError with one line naming the address and the status.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.experimental
+
+from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
+from flowlens.errors import RelayError, UsageError
+from flowlens.sources.proto import DecodedBatch, ProtoDecoder
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "Connection",
+    "FlowStream",
+    "RetryPolicy",
+    "StreamStats",
+    "get_nodes",
+    "open_channel",
+    "server_status",
+]
+
+DEFAULT_SERVER = "localhost:4245"
+SERVER_ENV = "HUBBLE_SERVER"
+UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
+
+RETRYABLE = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN,
+})
+# Words in a status's details that mean the TLS layer failed: retrying cannot fix that.
+_TLS_WORDS = ("ssl", "tls", "handshake", "certificate", "x509")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how to reach the relay; field names follow hubble's flags."""
+
+    server: str = DEFAULT_SERVER
+    tls: bool = False
+    tls_allow_insecure: bool = False
+    tls_ca_cert_files: tuple[str, ...] = ()
+    tls_client_cert_file: str | None = None
+    tls_client_key_file: str | None = None
+    tls_server_name: str | None = None
+    timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, server: str | None = None, **kwargs: Any) -> Connection:
+        """--server, else $HUBBLE_SERVER, else localhost:4245."""
+        return cls(server=server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER, **kwargs)
+
+    @property
+    def target(self) -> str:
+        """The address to dial: the server without a tls:// prefix."""
+        return self.server.removeprefix("tls://")
+
+    @property
+    def uses_tls(self) -> bool:
+        return (self.tls or self.server.startswith("tls://") or self.tls_allow_insecure
+                or bool(self.tls_ca_cert_files) or self.tls_client_cert_file is not None)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _credentials(conn: Connection) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
+    if (conn.tls_client_cert_file is None) != (conn.tls_client_key_file is None):
+        raise UsageError("--tls-client-cert-file and --tls-client-key-file go together")
+    roots = b"".join(_read(p, "CA certificate file") for p in conn.tls_ca_cert_files) or None
+    key = _read(conn.tls_client_key_file, "client key file") if conn.tls_client_key_file \
+        else None
+    chain = _read(conn.tls_client_cert_file, "client certificate file") \
+        if conn.tls_client_cert_file else None
+    options: list[tuple[str, Any]] = []
+    name = conn.tls_server_name
+    if conn.tls_allow_insecure:
+        # grpcio cannot switch verification off: trust whatever certificate the server shows.
+        roots, shown_name = _presented_certificate(conn.target, conn.timeout)
+        name = name or shown_name
+    if name:
+        options.append(("grpc.ssl_target_name_override", name))
+    return grpc.ssl_channel_credentials(roots, key, chain), options
+
+
+def _presented_certificate(target: str, timeout: float) -> tuple[bytes, str | None]:
+    """The server's certificate (PEM) and a name it is valid for, fetched without checks."""
+    host, _, port = target.rpartition(":")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock, \
+                context.wrap_socket(sock) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError) as exc:
+        raise RelayError(f"relay {target}: TLS connection failed: {exc}") from None
+    if der is None:
+        raise RelayError(f"relay {target}: the server showed no certificate")
+    return ssl.DER_cert_to_PEM_cert(der).encode(), _certificate_name(der)
+
+
+def _certificate_name(der: bytes) -> str | None:
+    try:
+        from cryptography import x509
+    except ImportError:
+        return None
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        dns = names.value.get_values_for_type(x509.DNSName)
+        if dns:
+            return str(dns[0])
+    except x509.ExtensionNotFound:
+        pass
+    common = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(common[0].value) if common else None
+
+
+def open_channel(conn: Connection) -> grpc.Channel:
+    """A channel to the relay: TLS as asked, and the single-threaded streaming option that
+    lets Python receive a busy stream at full speed."""
+    options: list[tuple[str, Any]] = [
+        (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        # A deep receive window: the relay keeps sending while a run of flows is decoded.
+        ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
+    ]
+    if not conn.uses_tls:
+        return grpc.insecure_channel(conn.target, options=options)
+    credentials, tls_options = _credentials(conn)
+    return grpc.secure_channel(conn.target, credentials, options=options + tls_options)
+
+
+def _is_tls_failure(err: grpc.RpcError) -> bool:
+    details = (_details(err) or "").lower()
+    return any(word in details for word in _TLS_WORDS)
+
+
+def _details(err: grpc.RpcError) -> str:
+    details = getattr(err, "details", None)
+    return (details() if callable(details) else "") or ""
+
+
+def _code(err: grpc.RpcError) -> grpc.StatusCode:
+    code = getattr(err, "code", None)
+    return code() if callable(code) else grpc.StatusCode.UNKNOWN
+
+
+def describe(conn: Connection, err: grpc.RpcError) -> str:
+    """One line naming the address and the gRPC status (and what it likely means)."""
+    code = _code(err)
+    details = " ".join(_details(err).split())
+    hint = ""
+    if _is_tls_failure(err) or (code == grpc.StatusCode.UNAVAILABLE and conn.uses_tls):
+        hint = " (TLS: check --tls-ca-cert-files, --tls-server-name, client certificates, and " \
+               "that the relay serves TLS)"
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        hint = " (is the relay running there, and does it expect TLS?)"
+    return f"relay {conn.server}: {code.name}: {details}{hint}"
+
+
+def _unary(conn: Connection, call: Callable[[observer_pb2_grpc.ObserverStub], Any],
+           timeout: float) -> Any:
+    channel = open_channel(conn)
+    try:
+        return call(observer_pb2_grpc.ObserverStub(channel))
+    except grpc.RpcError as err:
+        raise RelayError(describe(conn, err)) from None
+    finally:
+        channel.close()
+
+
+def server_status(conn: Connection, timeout: float = UNARY_TIMEOUT
+                  ) -> observer_pb2.ServerStatusResponse:
+    """ServerStatus; RelayError naming the address and status when it fails."""
+    return _unary(conn, lambda stub: stub.ServerStatus(observer_pb2.ServerStatusRequest(),
+                                                       timeout=timeout), timeout)
+
+
+def get_nodes(conn: Connection, timeout: float = UNARY_TIMEOUT) -> observer_pb2.GetNodesResponse:
+    return _unary(conn, lambda stub: stub.GetNodes(observer_pb2.GetNodesRequest(),
+                                                   timeout=timeout), timeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter between reopen attempts."""
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    attempts: int | None = None  # None: forever (a follow stream); else give up after this many
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.maximum, self.initial * self.multiplier ** attempt))
+
+
+@dataclass
+class StreamStats:
+    """What a stream has seen so far (read by the status line and the summary)."""
+
+    flows: int = 0
+    lost_events: int = 0  # events the relay reports lost (sum of num_events_lost)
+    lost_records: int = 0
+    reconnects: int = 0
+    duplicates: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class _Resume:
+    """Where a reopened stream continues: since the newest flow received, dropping what it
+    repeats: flows at that time already received (by uuid, or by their bytes when they have
+    none) and lost-event records already received."""
+
+    def __init__(self) -> None:
+        # The last payloads received, parsed only when the stream breaks (cheap to keep).
+        self.recent: deque[bytes] = deque(maxlen=4096)
+        self.since_ns: int | None = None
+        self.seen: set[Any] = set()
+
+    def reopen(self) -> int | None:
+        """Start dropping repeats; returns the time to ask from (None: nothing seen yet)."""
+        parsed = [_identity(p) for p in self.recent]
+        flow_times = [t for kind, t, _ in parsed if kind == "flow" and t is not None]
+        if not flow_times:
+            return self.since_ns
+        newest = max(flow_times)
+        self.since_ns = newest
+        self.seen = {key for kind, t, key in parsed
+                     if t is not None and (t == newest if kind == "flow" else t >= newest)}
+        return newest
+
+    def is_repeat(self, payload: bytes) -> bool:
+        """During the catch-up after a reopen: is this something already received?"""
+        if self.since_ns is None:
+            return False
+        kind, t, key = _identity(payload)
+        if kind != "flow" or t is None:
+            return key in self.seen
+        if t > self.since_ns:
+            self.since_ns = None  # past the resume point: no more repeats possible
+            return False
+        return t < self.since_ns or key in self.seen
+
+
+def _identity(payload: bytes) -> tuple[str | None, int | None, Any]:
+    """(kind, time ns, key) of a response: flows are keyed by uuid, else by their bytes."""
+    r = observer_pb2.GetFlowsResponse.FromString(payload)
+    kind = r.WhichOneof("response_types")
+    if kind == "flow":
+        f = r.flow
+        t = f.time.seconds * 1_000_000_000 + f.time.nanos if f.HasField("time") else None
+        return kind, t, f.uuid or payload
+    t = r.time.seconds * 1_000_000_000 + r.time.nanos if r.HasField("time") else None
+    return kind, t, payload
+
+
+class FlowStream:
+    """GetFlows as an iterator of DecodedBatch, reopened after retryable errors.
+
+    Bounded requests are received on the calling thread (fastest). A follow stream is received
+    on a helper thread, so that flows arriving one by one are handed over within
+    `flush_interval` instead of waiting for a full run. `cancel()` ends it from any thread."""
+
+    def __init__(self, conn: Connection, request: observer_pb2.GetFlowsRequest, *,
+                 keep_payloads: bool = False, retry: RetryPolicy | None = None,
+                 run_size: int = 5_000, flush_interval: float = 0.2,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        self.conn = conn
+        self.request = request
+        self.keep_payloads = keep_payloads
+        self.retry = retry or RetryPolicy(attempts=None if request.follow else 5)
+        self.run_size = run_size
+        self.flush_interval = flush_interval
+        self.on_event = on_event or (lambda message: None)
+        self.stats = StreamStats()
+        self.server_version: str | None = None
+        self._decoder = ProtoDecoder()
+        self._resume = _Resume()
+        self._received = 0  # flows and lost events received (for bounded requests' number)
+        self._cancelled = threading.Event()
+        self._call: Any = None
+        self._channel: grpc.Channel | None = None
+
+    # ---- connecting ----
+
+    def connect(self) -> None:
+        """Open the channel and check the relay answers within --timeout (RelayError if not)."""
+        self._channel = open_channel(self.conn)
+        stub = observer_pb2_grpc.ObserverStub(self._channel)
+        try:
+            stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=self.conn.timeout)
+        except grpc.RpcError as err:
+            if _code(err) != grpc.StatusCode.UNIMPLEMENTED:  # a server without it may stream
+                self.close()
+                raise RelayError(describe(self.conn, err)) from None
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def cancel(self) -> None:
+        """End the stream now (idempotent, any thread)."""
+        self._cancelled.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def _open(self, request: observer_pb2.GetFlowsRequest) -> Any:
+        assert self._channel is not None
+        method = self._channel.unary_stream(
+            "/observer.Observer/GetFlows",
+            request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+            response_deserializer=None)  # bytes: decoded in runs, not one by one
+        self._call = method(request)
+        return self._call
+
+    def _reopen_request(self) -> observer_pb2.GetFlowsRequest:
+        request = observer_pb2.GetFlowsRequest()
+        request.CopyFrom(self.request)
+        since = self._resume.reopen()
+        if since is None:
+            return request
+        request.since.FromNanoseconds(since)
+        if request.number and request.number != (1 << 64) - 1:
+            # The rest of a bounded request: the oldest ones after what was received.
+            request.number = max(request.number - self._received, 0) + len(self._resume.seen)
+            request.first = True
+        if request.follow:
+            request.number = 0
+        return request
+
+    # ---- receiving ----
+
+    def _payloads(self) -> Iterator[bytes]:
+        """Every payload of the stream, across reopens; raises RelayError when it must stop."""
+        request = self.request
+        attempt = 0
+        while not self._cancelled.is_set():
+            call = self._open(request)
+            try:
+                for payload in call:
+                    if self._resume.since_ns is not None and self._resume.is_repeat(payload):
+                        self.stats.duplicates += 1
+                        continue
+                    attempt = 0
+                    self._received += 1
+                    self._resume.recent.append(payload)
+                    yield payload
+                if not self.request.follow:
+                    return
+                problem = "the relay ended the stream"  # a follow stream never ends by itself
+            except grpc.RpcError as err:
+                if self._cancelled.is_set():
+                    return
+                code = _code(err)
+                retryable = (code in RETRYABLE or code == grpc.StatusCode.CANCELLED) \
+                    and not _is_tls_failure(err)
+                if not retryable:
+                    raise RelayError(describe(self.conn, err)) from None
+                problem = describe(self.conn, err)
+            if self.retry.attempts is not None and attempt >= self.retry.attempts:
+                raise RelayError(f"{problem}; gave up after {attempt} reconnects")
+            delay = self.retry.delay(attempt)
+            attempt += 1
+            self.stats.reconnects += 1
+            self.on_event(f"{problem}; reconnecting in {delay:.1f}s")
+            if self._cancelled.wait(delay):
+                return
+            request = self._reopen_request()
+
+    def __iter__(self) -> Iterator[DecodedBatch]:
+        if self._channel is None:
+            self.connect()
+        try:
+            runs = self._threaded_runs() if self.request.follow else self._inline_runs()
+            for run in runs:
+                yield self._decode(run)
+        finally:
+            self.cancel()
+            self.close()
+
+    def _decode(self, run: list[bytes]) -> DecodedBatch:
+        decoded = self._decoder.decode(run, keep_payloads=self.keep_payloads)
+        self._count(decoded)
+        return decoded
+
+    def _count(self, decoded: DecodedBatch) -> None:
+        batch = decoded.batch
+        stats = self.stats
+        stats.flows += batch.size
+        for event in batch.lost_events:
+            stats.lost_records += 1
+            stats.lost_events += int(event["num_events_lost"] or 0)
+        if batch.size:
+            for name, counts in (("verdict", stats.verdicts), ("drop_reason", stats.drop_reasons)):
+                column: Any = batch.columns[name]
+                for item in column.value_counts().to_pylist():
+                    if item["values"] is not None:
+                        key = str(item["values"])
+                        counts[key] = counts.get(key, 0) + int(item["counts"])
+
+    def _inline_runs(self) -> Iterator[list[bytes]]:
+        run: list[bytes] = []
+        for payload in self._payloads():
+            run.append(payload)
+            if len(run) >= self.run_size:
+                yield run
+                run = []
+        if run:
+            yield run
+
+    def _threaded_runs(self) -> Iterator[list[bytes]]:
+        pending: list[bytes] = []
+        lock = threading.Lock()
+        ready = threading.Event()
+        done: list[BaseException | None] = []
+
+        def receive() -> None:
+            try:
+                for payload in self._payloads():
+                    with lock:
+                        pending.append(payload)
+                        if len(pending) >= self.run_size:
+                            ready.set()
+                done.append(None)
+            except BaseException as exc:  # handed to the consumer thread
+                done.append(exc)
+            ready.set()
+
+        thread = threading.Thread(target=receive, name="flowlens-relay-stream", daemon=True)
+        thread.start()
+        try:
+            while True:
+                ready.wait(self.flush_interval)
+                ready.clear()
+                with lock:
+                    run = pending[:]
+                    pending.clear()
+                yield run  # also when empty: the consumer may refresh a status line
+                if done and not pending:
+                    if done[0] is not None:
+                        raise done[0]
+                    return
+        finally:
+            self.cancel()
+            thread.join(timeout=2)

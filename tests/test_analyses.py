@@ -1,0 +1,381 @@
+"""Each analysis counts as its dashboard panel's metric does: on small frames built by hand with
+known answers, and on the lab sample against numbers computed here with plain pandas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import flowlens
+from flowlens import analyses as A
+from flowlens.errors import UsageError
+from flowlens.frame import build
+from flowlens.sources.batch import FlowBatch
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+T0 = pd.Timestamp("2026-07-01T08:00:00Z")
+
+
+def at(seconds: float) -> str:
+    return (T0 + pd.Timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def frame(*rows: dict[str, Any], lost: tuple[dict[str, Any], ...] = ()) -> pd.DataFrame:
+    """A typed flows frame from rows of column values (time in seconds after T0)."""
+    names = sorted({k for r in rows for k in r} | {"time"})
+    columns = {n: [(at(r.get("time", 0)) if n == "time" else r.get(n)) for r in rows]
+               for n in names}
+    return build(FlowBatch(columns=columns, size=len(rows), lost_events=list(lost)))
+
+
+def pod(side: str, name: str, ns: str = "default", ip: str = "") -> dict[str, Any]:
+    return {f"{side}_namespace": ns, f"{side}_pod": name, f"{side}_ip": ip or f"10.0.0.{len(name)}"}
+
+
+def records(df: pd.DataFrame) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in df.itertuples(index=False, name=None)]
+
+
+@pytest.fixture(scope="module")
+def lab() -> pd.DataFrame:
+    return flowlens.read(SAMPLES / "lab.jsonpb")
+
+
+# --- time buckets ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("span", "bucket"), [
+    ("10s", "1s"), ("30min", "30s"), ("31min", "1min"), ("1h", "1min"), ("6h", "10min"),
+    ("7D", "3h"),
+])
+def test_the_bucket_adapts_to_the_window(span: str, bucket: str) -> None:
+    assert A.choose_bucket(T0, T0 + pd.Timedelta(span)) == pd.Timedelta(bucket)
+
+
+def test_buckets_start_on_their_size_and_cover_the_window() -> None:
+    buckets = A.time_buckets(T0 + pd.Timedelta("95s"), T0 + pd.Timedelta("301s"),
+                             pd.Timedelta("1min"))
+    assert buckets.start == T0 + pd.Timedelta("1min")
+    assert buckets.count == 5
+
+
+@pytest.mark.parametrize("text", ["0s", "500ms", "-1m", "soon", ""])
+def test_a_bad_bucket_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="--bucket"):
+        A.parse_bucket(text)
+
+
+def test_too_many_buckets_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="buckets"):
+        A.time_buckets(T0, T0 + pd.Timedelta("2D"), pd.Timedelta("1s"))
+
+
+# --- traffic -----------------------------------------------------------------------------------
+
+def test_forwarded_vs_dropped_counts_every_flow_per_bucket_empty_buckets_included() -> None:
+    df = frame({"time": 5, "verdict": "FORWARDED"}, {"time": 10, "verdict": "DROPPED"},
+               {"time": 50, "verdict": "FORWARDED"}, {"time": 185, "verdict": "AUDIT"})
+    got = A.forwarded_vs_dropped(df, A.time_buckets(T0, T0 + pd.Timedelta("185s"),
+                                                    pd.Timedelta("1min")))
+    assert list(got.columns) == ["time", "FORWARDED", "AUDIT", "DROPPED"]
+    assert records(got) == [(T0, 2, 0, 1), (T0 + pd.Timedelta("1min"), 0, 0, 0),
+                            (T0 + pd.Timedelta("2min"), 0, 0, 0),
+                            (T0 + pd.Timedelta("3min"), 0, 1, 0)]
+
+
+def test_flows_by_type_labels_types_and_subtypes_as_the_metric() -> None:
+    df = frame({"event_type": 4, "event_subtype": 0}, {"event_type": 4, "event_subtype": 3},
+               {"event_type": 4, "event_subtype": 3}, {"event_type": 129, "l7_protocol": "http"},
+               {"event_type": 1, "event_subtype": 133}, {"event_type": 5},
+               {"event_type": 200, "event_subtype": 1}, {"verdict": "FORWARDED"})
+    assert records(A.flows_by_type(df)) == [
+        ("Trace", "to-stack", 2), ("Drop", "", 1), ("L7", "HTTP", 1),
+        ("PolicyVerdict", "", 1), ("Trace", "to-endpoint", 1), ("Unknown", "", 1),
+        ("Unknown", "200", 1)]
+
+
+def test_flows_by_node_per_bucket() -> None:
+    df = frame({"time": 1, "node": "a"}, {"time": 2, "node": "b"}, {"time": 70, "node": "a"})
+    got = A.flows_by_node(df, A.time_buckets(T0, T0 + pd.Timedelta("70s"), pd.Timedelta("1min")))
+    assert records(got) == [(T0, 1, 1), (T0 + pd.Timedelta("1min"), 1, 0)]
+
+
+def test_ports_count_forwarded_and_redirected_non_reply_l4_flows() -> None:
+    df = frame(
+        {"verdict": "FORWARDED", "protocol": "TCP", "dst_port": 8080, "is_reply": False},
+        {"verdict": "FORWARDED", "protocol": "TCP", "dst_port": 8080},  # reply unknown: counts
+        {"verdict": "REDIRECTED", "protocol": "UDP", "dst_port": 53, "is_reply": False},
+        {"verdict": "FORWARDED", "protocol": "TCP", "dst_port": 40000, "is_reply": True},
+        {"verdict": "DROPPED", "protocol": "TCP", "dst_port": 8080},
+        {"verdict": "FORWARDED", "protocol": "ICMPv4"},
+        {"verdict": "FORWARDED"},  # no L4
+    )
+    assert records(A.protocols(df)) == [("TCP", 2), ("ICMPv4", 1), ("UDP", 1)]
+    assert records(A.top_destination_ports(df)) == [("TCP", 8080, 2), ("UDP", 53, 1)]
+    assert records(A.top_destination_ports(df, top=1)) == [("TCP", 8080, 2)]
+
+
+def test_tcp_flags_count_forwarded_tcp_flows_by_flag_and_family() -> None:
+    tcp = {"verdict": "FORWARDED", "protocol": "TCP", "ip_version": "IPv4"}
+    df = frame({**tcp, "tcp_flags": "SYN"}, {**tcp, "tcp_flags": "SYN,ACK"},
+               {**tcp, "tcp_flags": "ACK,FIN"}, {**tcp, "tcp_flags": "RST,FIN"},
+               {**tcp, "tcp_flags": "ACK,PSH"}, {**tcp, "tcp_flags": "SYN", "ip_version": "IPv6"},
+               {**tcp, "tcp_flags": "SYN", "verdict": "DROPPED"})
+    assert records(A.tcp_flags(df)) == [("IPv4", "FIN", 2), ("IPv4", "RST", 1),
+                                        ("IPv4", "SYN", 1), ("IPv4", "SYN-ACK", 1),
+                                        ("IPv6", "SYN", 1)]
+
+
+# --- drops and policy --------------------------------------------------------------------------
+
+def test_drop_reasons_count_every_dropped_flow_policy_verdicts_too() -> None:
+    denied = {"verdict": "DROPPED", "drop_reason": "POLICY_DENIED", "drop_reason_code": 133}
+    df = frame({**denied, "event_type": 5}, {**denied, "event_type": 1},
+               {"verdict": "DROPPED", "drop_reason_code": 999},
+               {"verdict": "DROPPED"},
+               {"verdict": "FORWARDED"})
+    assert records(A.drop_reasons(df)) == [("POLICY_DENIED", 2), ("999", 1),
+                                           ("DROP_REASON_UNKNOWN", 1)]
+
+
+def test_drop_reasons_over_time() -> None:
+    df = frame({"time": 1, "verdict": "DROPPED", "drop_reason": "POLICY_DENIED"},
+               {"time": 61, "verdict": "DROPPED", "drop_reason_code": 999},
+               {"time": 62, "verdict": "FORWARDED"})
+    got = A.drop_reasons_over_time(df, A.time_buckets(T0, T0 + pd.Timedelta("62s"),
+                                                      pd.Timedelta("1min")))
+    assert list(got.columns) == ["time", "999", "POLICY_DENIED"]
+    assert records(got) == [(T0, 0, 1), (T0 + pd.Timedelta("1min"), 1, 0)]
+
+
+def test_top_denied_sources_and_destinations() -> None:
+    denied = {"verdict": "DROPPED", "drop_reason": "POLICY_DENIED"}
+    backend = pod("dst", "backend")
+    df = frame(
+        *[{**denied, **pod("src", "not-frontend"), **backend}] * 3,
+        *[{**denied, **pod("src", "frontend"), **backend}] * 2,
+        {**denied, "src_identity": 2, "src_ip": "1.2.3.4", **backend},  # world
+        {**denied, "src_identity": 16777217, "src_ip": "8.8.8.8", **pod("dst", "db")},
+        {"verdict": "DROPPED", "drop_reason": "STALE_OR_UNROUTABLE_IP", **pod("src", "x")},
+        {"verdict": "FORWARDED", **pod("src", "y")},
+    )
+    assert records(A.top_denied_sources(df)) == [
+        ("default/not-frontend", 3), ("default/frontend", 2), ("8.8.8.8", 1), ("world", 1)]
+    assert records(A.top_denied_sources(df, top=2)) == [
+        ("default/not-frontend", 3), ("default/frontend", 2)]
+    assert records(A.top_denied_destinations(df)) == [("default/backend", 6), ("default/db", 1)]
+
+
+def test_policy_verdicts_by_direction_match_and_action() -> None:
+    df = frame(
+        *[{"event_type": 5, "traffic_direction": "INGRESS", "policy_match": "L3-L4",
+           "verdict": "FORWARDED", "src_identity": 17629}] * 2,
+        {"event_type": 5, "traffic_direction": "INGRESS", "policy_match": "none",
+         "verdict": "DROPPED", "src_identity": 36044},
+        {"event_type": 5, "traffic_direction": "EGRESS", "verdict": "AUDIT"},
+        {"event_type": 5, "traffic_direction": "INGRESS", "policy_match": "all",
+         "verdict": "FORWARDED", "src_identity": 1},  # host: skipped by the metric
+        {"event_type": 129, "traffic_direction": "EGRESS", "l7_protocol": "dns",
+         "verdict": "FORWARDED"},
+        {"event_type": 4, "verdict": "FORWARDED"},  # trace: no policy verdict
+    )
+    assert records(A.policy_verdicts(df)) == [
+        ("ingress", "l3-l4", "forwarded", 2), ("egress", "l7/dns", "forwarded", 1),
+        ("egress", "none", "audit", 1), ("ingress", "none", "dropped", 1)]
+
+
+# --- asks without answers ----------------------------------------------------------------------
+
+def _tcp(src: str, sport: int, dst: str, dport: int, flags: str, t: float = 0,
+         verdict: str = "FORWARDED") -> dict[str, Any]:
+    return {"time": t, "verdict": verdict, "protocol": "TCP", "tcp_flags": flags,
+            "src_ip": src, "src_port": sport, "dst_ip": dst, "dst_port": dport,
+            "src_pod": f"pod-{src}", "src_namespace": "ns", "dst_pod": f"pod-{dst}",
+            "dst_namespace": "ns"}
+
+
+def test_syns_without_syn_ack_pair_each_connection_with_its_answer() -> None:
+    df = frame(
+        _tcp("a", 1000, "b", 80, "SYN", 0), _tcp("a", 1000, "b", 80, "SYN", 0.1),
+        _tcp("b", 80, "a", 1000, "SYN,ACK", 0.2),  # answered, however often traced
+        _tcp("a", 1001, "b", 80, "SYN", 1), _tcp("a", 1001, "b", 80, "SYN", 2),  # retransmit
+        _tcp("a", 1002, "b", 80, "SYN", 5), _tcp("b", 80, "a", 9999, "SYN,ACK", 5.1),
+        _tcp("c", 1003, "b", 80, "SYN", 7, verdict="DROPPED"),  # not forwarded
+    )
+    assert records(A.syns_without_syn_ack(df)) == [
+        ("ns/pod-a", "ns/pod-b", 80, 2, 3, T0 + pd.Timedelta("1s"), T0 + pd.Timedelta("5s"))]
+
+
+def _icmp(src: str, dst: str, kind: str, t: float) -> dict[str, Any]:
+    return {"time": t, "verdict": "FORWARDED", "protocol": "ICMPv4", "icmp_type": kind,
+            "src_ip": src, "dst_ip": dst, "src_identity": 1, "dst_identity": 4}
+
+
+def test_echo_requests_without_reply_within_the_timeout() -> None:
+    df = frame(_icmp("10.0.0.1", "10.0.0.2", "EchoRequest", 0),
+               _icmp("10.0.0.2", "10.0.0.1", "EchoReply", 0.001),
+               _icmp("10.0.0.1", "10.0.0.2", "EchoRequest", 60),
+               _icmp("10.0.0.2", "10.0.0.1", "EchoReply", 75),  # 15s later: too late
+               _icmp("10.0.0.1", "10.0.0.3", "EchoRequest", 90))
+    assert records(A.echo_requests_without_reply(df)) == [
+        ("host", "health", 2, T0 + pd.Timedelta("60s"), T0 + pd.Timedelta("90s"))]
+
+
+def _dns(kind: str, query: str, t: float, **extra: Any) -> dict[str, Any]:
+    client = {"src_ip": "10.0.0.1", "src_port": 5000, "dst_ip": "10.0.0.53", "dst_port": 53,
+              **pod("src", "client", ip="10.0.0.1"), **pod("dst", "dns", "kube-system",
+                                                          "10.0.0.53")}
+    if kind == "RESPONSE":
+        client = {"src_ip": "10.0.0.53", "src_port": 53, "dst_ip": "10.0.0.1",
+                  "dst_port": 5000, **pod("src", "dns", "kube-system", "10.0.0.53"),
+                  **pod("dst", "client", ip="10.0.0.1")}
+    return {"time": t, "verdict": "FORWARDED", "event_type": 129, "l7_protocol": "dns",
+            "l7_type": kind, "dns_query": query, **client, **extra}
+
+
+def test_dns_queries_errors_and_missing_responses() -> None:
+    df = frame(_dns("REQUEST", "a.example.", 0), _dns("RESPONSE", "a.example.", 1, dns_rcode=0),
+               _dns("REQUEST", "a.example.", 2), _dns("RESPONSE", "a.example.", 3, dns_rcode=3),
+               _dns("REQUEST", "b.example.", 4),
+               _dns("REQUEST", "c.example.", 5, verdict="DROPPED"),
+               _dns("RESPONSE", "d.example.", 6, dns_rcode=2))
+    assert records(A.top_dns_queries(df)) == [("a.example.", 2), ("b.example.", 1),
+                                             ("c.example.", 1)]
+    assert records(A.dns_errors(df)) == [("Non-Existent Domain", 1), ("Server Failure", 1)]
+    missing = A.dns_queries_without_response(df)
+    assert records(missing[["source", "destination", "query", "queries"]]) == [
+        ("default/client", "kube-system/dns", "b.example.", 1),
+        ("default/client", "kube-system/dns", "c.example.", 1)]
+
+
+def test_http_requests_responses_latency_and_success_rate() -> None:
+    http = {"event_type": 129, "l7_protocol": "http", "verdict": "FORWARDED"}
+    df = frame({**http, "l7_type": "REQUEST", "http_method": "GET"},
+               {**http, "l7_type": "REQUEST", "http_method": "GET"},
+               {**http, "l7_type": "REQUEST", "http_method": "POST"},
+               {**http, "l7_type": "RESPONSE", "http_code": 200, "latency_ns": 10_000_000},
+               {**http, "l7_type": "RESPONSE", "http_code": 200, "latency_ns": 20_000_000},
+               {**http, "l7_type": "RESPONSE", "http_code": 404, "latency_ns": 30_000_000},
+               {**http, "l7_type": "RESPONSE", "http_code": 503, "latency_ns": 40_000_000})
+    assert records(A.http_requests(df)) == [("GET", 2), ("POST", 1)]
+    assert records(A.http_responses(df)) == [(200, 2), (404, 1), (503, 1)]
+    latency = A.http_latency(df)
+    assert latency["quantile"].tolist() == ["p50", "p95", "p99"]
+    assert latency["seconds"].tolist() == pytest.approx([0.025, 0.0385, 0.0397])
+    assert records(A.http_success_rate(df)) == [(4, 1, 0.75)]
+
+
+def test_lost_events_by_source_and_node() -> None:
+    lost = ({"time": at(1), "node": "a", "source": "PERF_EVENT_RING_BUFFER",
+             "num_events_lost": 10, "position": 0},
+            {"time": at(2), "node": "a", "source": "PERF_EVENT_RING_BUFFER",
+             "num_events_lost": 5, "position": 0},
+            {"time": at(3), "node": "b", "source": "HUBBLE_RING_BUFFER", "num_events_lost": 7,
+             "position": 0})
+    df = frame({"verdict": "FORWARDED"}, lost=lost)
+    assert records(A.lost_events(df)) == [
+        ("PERF_EVENT_RING_BUFFER", "a", 15, 2, T0 + pd.Timedelta("1s"), T0 + pd.Timedelta("2s")),
+        ("HUBBLE_RING_BUFFER", "b", 7, 1, T0 + pd.Timedelta("3s"), T0 + pd.Timedelta("3s"))]
+    assert A.total_lost_events(df) == 22
+
+
+def test_every_analysis_answers_an_empty_frame() -> None:
+    df = frame({"verdict": "FORWARDED"}).iloc[:0]
+    report = A.build_report(df)
+    assert report.flows == 0
+    for panel in report.panels:
+        assert panel.data.empty or panel.key in ("http_latency", "http_success_rate"), panel.key
+
+
+# --- the lab sample, against numbers computed here ---------------------------------------------
+
+def test_lab_verdicts_over_time(lab: pd.DataFrame) -> None:
+    bucket = pd.Timedelta("30s")
+    got = A.forwarded_vs_dropped(lab, A.time_buckets(lab["time"].min(), lab["time"].max(),
+                                                     bucket)).set_index("time")
+    expect = (lab.groupby([lab["time"].dt.floor(bucket), lab["verdict"].astype(str)])
+              .size().unstack(fill_value=0))
+    assert got.loc[expect.index, expect.columns].equals(expect.astype("int64"))
+    assert got.sum().to_dict() == lab["verdict"].astype(str).value_counts().to_dict()
+
+
+def test_lab_drop_reasons(lab: pd.DataFrame) -> None:
+    dropped = lab[lab["verdict"] == "DROPPED"]
+    expect = dropped["drop_reason"].astype(str).value_counts()
+    got = A.drop_reasons(lab).set_index("reason")["flows"]
+    assert got.to_dict() == expect.to_dict()
+    assert got.index[0] == "POLICY_DENIED"
+
+
+def test_lab_top_denied_sources(lab: pd.DataFrame) -> None:
+    denied = lab[(lab["verdict"] == "DROPPED") & (lab["drop_reason"] == "POLICY_DENIED")]
+    names = denied["src_namespace"].astype(str) + "/" + denied["src_pod"].astype(str)
+    got = A.top_denied_sources(lab)
+    assert dict(records(got)) == names.value_counts().to_dict()
+    assert got["source"].iloc[0].startswith("default/not-frontend-")
+
+
+def test_lab_policy_verdicts(lab: pd.DataFrame) -> None:
+    verdicts = lab[(lab["event_type"] == 5) & (lab["src_identity"] != 1)]
+    got = {(d, m, a): n for d, m, a, n in records(A.policy_verdicts(lab)) if not m.startswith("l7")}
+    expect = (verdicts.groupby([verdicts["traffic_direction"].astype(str).str.lower(),
+                                verdicts["policy_match"].astype(str).str.lower(),
+                                verdicts["verdict"].astype(str).str.lower()])
+              .size().to_dict())
+    assert got == expect
+    assert got[("ingress", "l3-l4", "forwarded")] > 0
+    l7 = lab[lab["event_type"] == 129]
+    assert sum(n for _, m, _, n in records(A.policy_verdicts(lab)) if m.startswith("l7")) \
+        == len(l7)
+
+
+def test_lab_tcp_flags_and_missing_syn_acks(lab: pd.DataFrame) -> None:
+    tcp = lab[(lab["verdict"] == "FORWARDED") & (lab["protocol"] == "TCP")]
+    flags = tcp["tcp_flags"].astype(str)
+    syn = flags.str.contains("SYN") & ~flags.str.contains("ACK")
+    syn_ack = flags.str.contains("SYN") & flags.str.contains("ACK")
+    got = A.tcp_flags(lab).groupby("flag")["flows"].sum().to_dict()
+    assert got["SYN"] == syn.sum() and got["SYN-ACK"] == syn_ack.sum()
+    assert got["FIN"] == flags.str.contains("FIN").sum()
+
+    def key(row: Any, reverse: bool) -> tuple[Any, ...]:
+        a, b = (row.src_ip, row.src_port), (row.dst_ip, row.dst_port)
+        return (*b, *a) if reverse else (*a, *b)
+
+    answered = {key(r, True) for r in tcp[syn_ack].itertuples()}
+    open_syns = [r for r in tcp[syn].itertuples() if key(r, False) not in answered]
+    missing = A.syns_without_syn_ack(lab, top=100)
+    assert missing["syns"].sum() == len(open_syns)
+    assert missing["connections"].sum() == len({key(r, False) for r in open_syns})
+    first = missing.iloc[0]
+    assert first["source"].startswith("default/not-frontend-") and first["port"] == 8080
+
+
+def test_lab_ports_dns_http_and_lost_events(lab: pd.DataFrame) -> None:
+    not_reply = ~lab["is_reply"].fillna(False).astype(bool)  # unknown counts, as in Go
+    counted = lab[lab["verdict"].isin(["FORWARDED", "REDIRECTED"]) & lab["protocol"].notna()
+                  & not_reply]
+    assert dict(records(A.protocols(lab))) == counted["protocol"].astype(str).value_counts(
+    ).to_dict()
+    dns = lab[lab["l7_protocol"] == "dns"]
+    queries = dns[dns["l7_type"] == "REQUEST"]["dns_query"].astype(str).value_counts()
+    assert dict(records(A.top_dns_queries(lab, top=100))) == queries.to_dict()
+    responses = dns[dns["l7_type"] == "RESPONSE"]
+    assert dict(records(A.dns_errors(lab))) == {
+        "Non-Existent Domain": int((responses["dns_rcode"] == 3).sum())}
+    http = lab[(lab["l7_protocol"] == "http") & (lab["l7_type"] == "RESPONSE")]
+    latency = http["latency_ns"].to_numpy(dtype=float) / 1e9
+    assert A.http_latency(lab)["seconds"].tolist() == pytest.approx(
+        np.quantile(latency, [0.5, 0.95, 0.99]).tolist())
+    assert A.http_success_rate(lab)["success_rate"].iloc[0] == pytest.approx(
+        (http["http_code"] < 500).mean())
+    assert A.total_lost_events(lab) == int(lab.attrs["lost_events"]["num_events_lost"].sum())
+
+
+def test_analyses_do_not_change_the_frame(lab: pd.DataFrame) -> None:
+    before = lab.copy()
+    A.build_report(lab)
+    pd.testing.assert_frame_equal(lab, before)

@@ -1,0 +1,116 @@
+"""The live decoder: serialized GetFlowsResponse bytes give the same frame as the same flows
+read as jsonpb, and the jsonpb written back from those bytes is hubble's, byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+
+import flowlens
+from flowlens import frame
+from flowlens._proto.observer import observer_pb2
+from flowlens.render.jsonpb import encode_response
+from flowlens.render.live import go_duration, node_status_line
+from flowlens.sources.proto import NodeStatus, ProtoDecoder, decode_responses, merge_batches
+from flowlens.sources.protodict import message_to_dict, response_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CAPTURES = [
+    ROOT / "samples" / "lab.jsonpb",
+    SHARED / "reference-renderings" / "coverage.hubble-jsonpb.jsonl",
+    SHARED / "reference-renderings" / "lab-small.hubble-jsonpb.jsonl",
+    *sorted((SHARED / "real-flows" / "hubble-otel").glob("*.json")),
+]
+
+
+def _stream(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """The capture's lines (GetFlowsResponse jsonpb, flows and lost events in stream order,
+    as a relay streams them) and the frame flowlens reads from the file."""
+    lines = [line + "\n" for line in path.read_text().splitlines() if line.strip()]
+    return lines, flowlens.read(path)
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_bytes_give_the_frame_jsonpb_gives(path: Path) -> None:
+    lines, expected = _stream(path)
+    payloads = [response_from_dict(orjson.loads(line)).SerializeToString() for line in lines]
+    got = frame.build(decode_responses(payloads, chunk=97))  # several runs, merged
+    pd.testing.assert_frame_equal(got, expected, check_categorical=False)
+    pd.testing.assert_frame_equal(got.attrs["lost_events"], expected.attrs["lost_events"],
+                                  check_categorical=False)
+
+
+@pytest.mark.parametrize("path", CAPTURES[:3], ids=lambda p: p.name)
+def test_bytes_back_to_hubble_jsonpb_exactly(path: Path) -> None:
+    lines, _ = _stream(path)
+    for line in lines:
+        message = response_from_dict(orjson.loads(line))
+        again = observer_pb2.GetFlowsResponse.FromString(message.SerializeToString())
+        assert encode_response(message_to_dict(again)) + "\n" == line
+
+
+def test_runs_keep_payloads_and_node_status_apart() -> None:
+    status = observer_pb2.GetFlowsResponse(node_name="relay")
+    status.node_status.state_change = 2
+    status.node_status.node_names.extend(["kind-worker", "kind-worker2"])
+    status.time.FromNanoseconds(1_700_000_000_123_000_000)
+    lines, _ = _stream(CAPTURES[0])
+    flows = [response_from_dict(orjson.loads(line)).SerializeToString() for line in lines[:50]]
+    decoded = ProtoDecoder().decode([status.SerializeToString(), *flows], keep_payloads=True)
+    assert decoded.payloads == flows
+    assert decoded.batch.size == sum(1 for line in lines[:50] if line.startswith('{"flow"'))
+    assert [ns.state for ns in decoded.node_status] == ["NODE_UNAVAILABLE"]
+    assert node_status_line(decoded.node_status[0]) == \
+        "Nov 14 22:13:20.123 [relay]: 2 nodes are unavailable: kind-worker, kind-worker2\n"
+
+
+def test_node_status_names_are_cut_as_hubble_cuts_them() -> None:
+    names = [f"node-number-{i:02d}" for i in range(6)]
+    event = NodeStatus(None, "r", "NODE_ERROR", names, 'boom "x"')
+    assert node_status_line(event) == (
+        'N/A [r]: Error "boom \\"x\\"" on 6 nodes: node-number-00, node-number-01, '
+        "node-number-02 (and 3 more)\n")
+
+
+def test_empty_runs_merge_to_an_empty_frame() -> None:
+    df = frame.build(merge_batches([ProtoDecoder().decode([]).batch]))
+    assert len(df) == 0
+    assert list(df.columns) == [c.name for c in flowlens.COLUMNS]
+
+
+@pytest.mark.parametrize(("ns", "text"), [
+    (0, "0s"), (301_515_181_665, "5m1.515181665s"), (3_600_000_000_000, "1h0m0s"),
+    (1_500_000, "1.5ms"), (999, "999ns"),
+])
+def test_go_durations(ns: int, text: str) -> None:
+    assert go_duration(ns) == text
+
+
+def test_status_line_redraws_in_place_and_clears() -> None:
+    import io
+
+    from flowlens.render.live import StatusLine, summary_line
+    from flowlens.sources.relay import StreamStats
+
+    stats = StreamStats(flows=1500, lost_events=7, lost_records=1,
+                        verdicts={"FORWARDED": 1000, "DROPPED": 500},
+                        drop_reasons={"POLICY_DENIED": 450, "STALE_OR_UNROUTABLE_IP": 50})
+    out = io.StringIO()
+    line = StatusLine(out, stats)
+    line.update(force=True)
+    assert out.getvalue() == ("\r\x1b[K0 flows/s | 1,500 flows | 1,000 forwarded | 500 dropped"
+                              " | top drop: POLICY_DENIED | lost: 7")
+    line.clear()
+    assert out.getvalue().endswith("\r\x1b[K")
+    assert summary_line(stats, "relay:4245") == (
+        "flowlens: 1,500 flows from relay:4245 (1,000 forwarded, 500 dropped; top drop reason "
+        "POLICY_DENIED), EVENTS LOST: 7 in 1 records (the numbers above are incomplete)\n")
+
+
+def test_read_relay_refuses_to_follow() -> None:
+    with pytest.raises(ValueError, match="iter_relay"):
+        flowlens.read_relay("127.0.0.1:1", follow=True)

@@ -1,0 +1,166 @@
+"""`flowlens report`: the lab's story in the JSON report, every format's layout, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from flowlens.analyses import PANELS
+from flowlens.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+LAB = str(SAMPLES / "lab.jsonpb")
+DESIGN_KEYS = ("window", "flows", "lost_events", "verdicts", "drop_reasons",
+               "forwarded_vs_dropped", "top_denied_sources", "top_denied_destinations",
+               "policy_verdicts")
+
+
+def run(*argv: str) -> Result:
+    return CliRunner().invoke(main, ["report", *argv])
+
+
+@pytest.fixture(scope="module")
+def lab_json() -> dict[str, Any]:
+    result = run(LAB, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def test_json_has_the_design_keys_and_every_panel(lab_json: dict[str, Any]) -> None:
+    for key in (*DESIGN_KEYS, *(p.key for p in PANELS)):
+        assert key in lab_json, key
+    assert set(lab_json["window"]) >= {"since", "until", "first_flow", "last_flow", "anchor"}
+    assert lab_json["window"]["anchor"] == "data"
+    assert lab_json["window"]["first_flow"].startswith("2026-07-01T08:00:03.2")
+    assert lab_json["window"]["last_flow"].endswith("Z")
+    assert lab_json["flows"] == 3230
+    assert lab_json["lost_events"] == 1207 + 211 + 37
+
+
+def test_json_tells_the_lab_story(lab_json: dict[str, Any]) -> None:
+    sources = lab_json["top_denied_sources"]
+    assert sources[0]["source"].startswith("default/not-frontend-")
+    assert sources[0]["flows"] > sources[1]["flows"] > 0
+    assert sources[1]["source"].startswith("default/frontend-")
+    assert lab_json["top_denied_destinations"][0]["destination"].startswith("default/backend-")
+    reasons = lab_json["drop_reasons"]
+    assert max(reasons, key=reasons.get) == "POLICY_DENIED"
+    allowed = [v for v in lab_json["policy_verdicts"]
+               if (v["direction"], v["match"], v["action"]) == ("ingress", "l3-l4", "forwarded")]
+    assert allowed and allowed[0]["flows"] > 0
+    assert {"direction": "ingress", "match": "none", "action": "dropped"}.items() <= next(
+        v for v in lab_json["policy_verdicts"] if v["action"] == "dropped").items()
+    over_time = lab_json["forwarded_vs_dropped"]
+    assert sum(b["DROPPED"] for b in over_time) == lab_json["verdicts"]["DROPPED"]
+    first_drop = next(b["time"] for b in over_time if b["DROPPED"] >= 10)
+    assert first_drop.startswith("2026-07-01T08:10:")  # backend-ingress-deny applied
+
+
+def test_the_window_selects_flows_and_says_what_it_counted_back_from() -> None:
+    result = run(LAB, "--format", "json", "--since", "5m", "--from-pod", "default/not-frontend")
+    doc = json.loads(result.stdout)
+    assert doc["window"]["since"] == "2026-07-01T08:24:45.881272993Z"
+    assert doc["window"]["anchored_at"] == "2026-07-01T08:29:45.881272993Z"
+    assert doc["window"]["requested"] == {"since": "5m", "until": None}
+    assert [s["source"][:21] for s in doc["top_denied_sources"]] == ["default/not-frontend-"]
+    assert doc["lost_events"] == 37  # only the loss reported inside the window
+    assert doc["input"]["flows"] == 3230 and doc["flows"] < 200
+
+
+def test_bucket_and_top_flags() -> None:
+    doc = json.loads(run(LAB, "--format", "json", "--bucket", "5m", "--top", "1").stdout)
+    assert doc["bucket"] == "5m"
+    assert len(doc["forwarded_vs_dropped"]) == 6
+    assert len(doc["top_denied_sources"]) == 1 and len(doc["top_dns_queries"]) == 1
+
+
+def test_text_fits_100_columns_and_shows_control_characters_escaped() -> None:
+    result = run(LAB)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "\x1b" not in result.stdout
+    assert "INCOMPLETE DATA" in result.stdout
+    assert any(line.startswith("== Network: Forwarded vs Dropped") for line in lines)
+
+
+def test_markdown_escapes_flow_strings() -> None:
+    result = run(LAB, "--format", "md")
+    assert result.exit_code == 0
+    text = result.stdout
+    assert text.startswith("# flowlens report")
+    assert "<script>" not in text and r"\<script\>" in text
+    assert "| reason | flows |" in text
+
+
+def test_an_empty_window_says_so_and_shows_the_input_range() -> None:
+    result = run(LAB, "--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z")
+    assert result.exit_code == 0
+    assert ("No flows between 2020-01-01 00:00:00 and 2020-01-02 00:00:00 UTC; the input has "
+            "flows from 2026-07-01 08:00:03.200 to") in " ".join(result.stdout.split())
+    doc = json.loads(run(LAB, "--format", "json", "--since", "2020-01-01",
+                         "--until", "2020-01-02").stdout)
+    assert doc["flows"] == 0 and doc["top_denied_sources"] == []
+    assert doc["input"]["first_flow"].startswith("2026-07-01T08:00:03")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--format", "pdf"), "invalid value 'pdf' for --format"),
+    (("--bucket", "0s"), "invalid value '0s' for --bucket"),
+    (("--bucket", "fortnight"), "invalid value 'fortnight' for --bucket"),
+    (("--bucket", "1s", "--since", "3d"), "buckets"),
+    (("--top", "none"), "invalid value 'none' for --top"),
+    (("--plotlyjs", "local"), "invalid value 'local' for --plotlyjs"),
+    (("-o", "/nonexistent-folder/report.html"), "cannot write /nonexistent-folder/report.html"),
+    (("--follow",), "--follow"),
+])
+def test_bad_flags_are_one_line_and_a_non_zero_exit(argv: tuple[str, ...], message: str) -> None:
+    result = run(LAB, *argv)
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_an_unwritable_output_file(tmp_path: Path) -> None:
+    folder = tmp_path / "report.html"
+    folder.mkdir()
+    result = run(LAB, "--format", "html", "-o", str(folder))
+    assert result.exit_code != 0 and "cannot write" in result.stderr
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        result = run(LAB, "-o", str(locked / "r.txt"))
+        assert result.exit_code != 0 and "permission denied" in result.stderr
+
+
+def test_without_source_the_report_reads_the_relay() -> None:
+    from flowlens.relay_server import ReplayData, ReplayRelay
+
+    with ReplayRelay(ReplayData.from_sources(LAB), listen="127.0.0.1:0") as relay:
+        result = run("--server", f"127.0.0.1:{relay.port}", "--format", "json",
+                     "--verdict", "DROPPED")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["window"]["anchor"] == "now"
+    assert doc["input"]["sources"] == [f"hubble-relay 127.0.0.1:{relay.port}"]
+    assert doc["flows"] == 574 and doc["verdicts"] == {"DROPPED": 574}  # every flow it holds
+    assert doc["top_denied_sources"][0]["source"].startswith("default/not-frontend-")
+
+
+def test_a_relay_that_is_down_is_one_line() -> None:
+    result = run("--server", "127.0.0.1:1", "--timeout", "1s", "--format", "json")
+    assert result.exit_code != 0 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "127.0.0.1:1" in result.stderr
+
+
+def test_output_file_and_message(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = run(LAB, "--format", "json", "-o", str(out))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"wrote the json report of 3,230 flows to {out}" in result.stderr
+    assert json.loads(out.read_text())["flows"] == 3230
