@@ -107,7 +107,7 @@ def read(source: Source | Iterable[Source], *, input_format: str | None = None,
     flow read)."""
     chosen = Filters.from_kwargs(**filters)
     frame = _frame.concat(iter_frames(source, input_format=input_format, year=year,
-                                      strict=strict, report=report))
+                                      strict=strict, report=report), consume=True)
     return select(chosen, frame) if filters else frame
 
 
