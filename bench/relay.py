@@ -12,19 +12,18 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.experimental
+from common import best_of  # bench/ is on sys.path when run as a script
 
 import flowlens
 from flowlens import frame
@@ -38,15 +37,6 @@ FAST = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
 ALL = (1 << 64) - 1
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Fastest of `repeat` runs (the least disturbed by other load), and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def client_path(n: int, repeat: int) -> None:

@@ -7,15 +7,12 @@ noisy): jsonpb -> frame against decoding the same lines with orjson alone.
 from __future__ import annotations
 
 import argparse
-import gc
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pyarrow.json as pj
+from common import best_of  # bench/ is on sys.path when run as a script
 
 import flowlens
 from flowlens.render.hubble import compact
@@ -23,18 +20,6 @@ from flowlens.render.jsonpb import encode_response
 from flowlens.sources.jsonpb import BLOCKS as JSONPB_BLOCKS
 from flowlens.sources.jsonpb import PARSE_OPTIONS
 from flowlens.synth import generate_flows
-
-
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Fastest of `repeat` runs (the least disturbed by other load), and the last result."""
-    best = float("inf")
-    result = None
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:

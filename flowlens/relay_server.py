@@ -39,8 +39,9 @@ from flowlens.errors import UsageError
 from flowlens.load import ReadOptions, Source, load
 from flowlens.render.records import responses
 from flowlens.sources.files import detect_format, expand, open_source
-from flowlens.sources.jsonpb import _normalize
+from flowlens.sources.jsonpb import normalize
 from flowlens.sources.protodict import response_from_dict
+from flowlens.sources.relay import read_file
 
 __all__ = [
     "HEALTH_SERVICE", "RELAY_VERSION", "ReplayData", "ReplayRelay", "ServerTLS", "parse_speed",
@@ -143,7 +144,7 @@ def _jsonpb_flows(names: list[str], options: ReadOptions, expected: int
                 if line.strip():
                     record = orjson.loads(line)
                     if "flow" not in record:  # legacy bare flows; response_from_dict takes
-                        record = _normalize(record)  # camelCase names itself
+                        record = normalize(record)  # camelCase names itself
                     if record is not None and "flow" in record:
                         out.append(record)
         except (ValueError, TypeError, AttributeError):
@@ -486,14 +487,6 @@ class ServerTLS:
     client_ca_file: str | None = None
 
 
-def _read(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
 class ReplayRelay:
     """The replay relay in the background: `start()` binds and serves on grpc's thread pool,
     `stop()` ends it; `port` is the bound port (listen on port 0 to get a free one).
@@ -539,9 +532,9 @@ def _bind(server: Any, listen: str, tls: ServerTLS | None) -> int:
         if tls is None:
             port = server.add_insecure_port(listen)
         else:
-            ca = _read(tls.client_ca_file, "client CA file") if tls.client_ca_file else None
+            ca = read_file(tls.client_ca_file, "client CA file") if tls.client_ca_file else None
             credentials = grpc.ssl_server_credentials(
-                [(_read(tls.key_file, "key file"), _read(tls.cert_file, "cert file"))],
+                [(read_file(tls.key_file, "key file"), read_file(tls.cert_file, "cert file"))],
                 root_certificates=ca, require_client_auth=ca is not None)
             port = server.add_secure_port(listen, credentials)
     except RuntimeError as exc:

@@ -176,7 +176,7 @@ def _read_array(opened: Opened, report: ReadReport, batch_size: int,
         yield batch
 
 
-def _normalize(rec: Any) -> dict[str, Any] | None:
+def normalize(rec: Any) -> dict[str, Any] | None:
     """A decoded record in GetFlowsResponse shape with proto names, or None if not a flow,
     lost event or node status."""
     if not isinstance(rec, dict):
@@ -198,7 +198,7 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
     good: list[tuple[int, dict[str, Any], bytes]] = []
     for i, rec in records:
         try:
-            norm = _normalize(rec)
+            norm = normalize(rec)
         except (ValueError, TypeError, AttributeError) as exc:
             report.bad(where(i), str(exc))
             continue

@@ -84,7 +84,7 @@ class Connection:
                 or bool(self.tls_ca_cert_files) or self.tls_client_cert_file is not None)
 
 
-def _read(path: str, what: str) -> bytes:
+def read_file(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -95,10 +95,10 @@ def _read(path: str, what: str) -> bytes:
 def _credentials(conn: Connection) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
     if (conn.tls_client_cert_file is None) != (conn.tls_client_key_file is None):
         raise UsageError("--tls-client-cert-file and --tls-client-key-file go together")
-    roots = b"".join(_read(p, "CA certificate file") for p in conn.tls_ca_cert_files) or None
-    key = _read(conn.tls_client_key_file, "client key file") if conn.tls_client_key_file \
+    roots = b"".join(read_file(p, "CA certificate file") for p in conn.tls_ca_cert_files) or None
+    key = read_file(conn.tls_client_key_file, "client key file") if conn.tls_client_key_file \
         else None
-    chain = _read(conn.tls_client_cert_file, "client certificate file") \
+    chain = read_file(conn.tls_client_cert_file, "client certificate file") \
         if conn.tls_client_cert_file else None
     options: list[tuple[str, Any]] = []
     name = conn.tls_server_name
