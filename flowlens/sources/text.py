@@ -26,11 +26,15 @@ one gets `year` if given, else the latest year that does not put it after the re
 when the month jumps back by more than six (Dec → Jan: the file crossed New Year) and back when it
 jumps forward by more than six (a line slightly out of order around New Year).
 
-Speed: one compiled regex runs over a whole block of text (`findall`) and splits each line into
-five keys — timestamp seconds, fraction+node, both hosts with identities and arrow, TYPE+VERDICT+
-SUMMARY, lost-event text. Each DISTINCT key is parsed once (with caches across blocks) and Arrow
-`take` spreads the parsed values to the rows. A block whose match count differs from its line
-count is re-read line by line, to report each bad line as `name:lineno`.
+Speed: one compiled regex runs over a whole block of text (`findall`) and splits each line into six
+keys — timestamp seconds, fraction+node, the first host printed, the link (identities, arrow and
+second host), TYPE+VERDICT+SUMMARY, lost-event text. Each DISTINCT key is parsed once (with caches
+across blocks) and Arrow `take` spreads the parsed values to the rows. Seconds and first hosts take
+many values (a new second every few lines; the first host printed is mostly the client, with an
+ephemeral port), so they are parsed in bulk: times of day and ports by Arrow, each date and each
+host once in Python (other timestamp formats and IPv6 hosts go key by key). A reply's two ends are
+swapped back as row indexes into one table of both ends. A block whose match count differs from
+its line count is re-read line by line, to report each bad line as `name:lineno`.
 """
 
 from __future__ import annotations
@@ -56,10 +60,11 @@ from flowlens.sources.files import Opened
 __all__ = ["read_text"]
 
 T = TypeVar("T")
-# One record: (timestamp seconds, fraction and node, hosts with identities and arrow,
-# `<TYPE> <VERDICT> (<SUMMARY>)`, lost-event text). Flows leave the last one empty, lost events
-# the hosts and tail; dict and table rows join their hosts with a tab (no identity, no arrow).
-Row = tuple[str, str, str, str, str]
+# One record: (timestamp seconds, fraction and node, first host, link, `<TYPE> <VERDICT>
+# (<SUMMARY>)`, lost-event text), as printed. The link joins the first host to the tail: in compact
+# `(<ID>) <ARROW> <HOST> (<ID>)`, in dict and table (no identities, no arrow) a tab and the
+# destination. Flows leave the last part empty, lost events all but the first two and the last.
+Row = tuple[str, str, str, str, str, str]
 
 _BLOCK_BYTES = 4 << 20
 _ROWS_PER_CHUNK = 50_000  # dict/table records converted together
@@ -76,11 +81,14 @@ _SECONDS = (
     r"|\d{4}-\d\d-\d\d(?:T\d\d(?::\d\d(?::\d\d)?)?)?"  # YearMonthDay[Hour[Minute]], RFC3339*
     r"|[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d)"  # RFC1123Z
 )
-_FRACTION_ZONE = r"(?:\.\d{1,9})?(?:Z| \+0000)?"
-_ENDPOINT = r"\S* \((?:ID:\d+|[a-z0-9-]+)\)"
+# Possessive quantifiers and atomic groups (`*+`, `?+`, `(?>…)`) where no other split of a line
+# could match: not backtracking there makes the block regex some 8% quicker.
+_FRACTION_ZONE = r"(?:\.\d{1,9}+)?+(?:Z| \+0000)?+"
+_IDENTITY = r"\((?>ID:\d+|[a-z0-9-]+)\)"
+_LINK = rf"{_IDENTITY} (?:->|<-|<>) \S*+ {_IDENTITY}"
 _COMPACT = re.compile(
-    rf"^{_SECONDS}({_FRACTION_ZONE}(?: \[[^\]\n]*\])?)"
-    rf"(?:: ({_ENDPOINT} (?:->|<-|<>) {_ENDPOINT}) ([^\n]*\))| EVENTS LOST: ([^\n]*?))\r?$",
+    rf"^{_SECONDS}({_FRACTION_ZONE}(?: \[[^\]\n]*+\])?+)"
+    rf"(?:: (\S*+) ({_LINK}) ([^\n]*\))| EVENTS LOST: ([^\n]*?))\r?$",
     re.MULTILINE,
 )
 _TIMESTAMP = re.compile(rf"{_SECONDS}({_FRACTION_ZONE})")
@@ -365,16 +373,6 @@ class _Side(NamedTuple):
     ip_version: str | None
 
 
-class _Sides(NamedTuple):
-    """Both endpoints in the Flow's order (a compact reply swapped back), and is_reply."""
-
-    src: _Side
-    dst: _Side
-    src_identity: int | None
-    dst_identity: int | None
-    is_reply: bool | None
-
-
 _NO_HOST = _Host()
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
@@ -467,25 +465,31 @@ def _parse_side(token: str) -> _Side:
 _side = _memo(_parse_side)
 
 
+class _Link(NamedTuple):
+    """What joins a record's first host to its tail: identities, is_reply, the second host."""
+
+    first_identity: int | None
+    second_identity: int | None
+    is_reply: bool | None
+    second: _Side
+
+
 _NO_SIDE = _Side(None, None, None, None, None, None)
-_NO_SIDES = _Sides(_NO_SIDE, _NO_SIDE, None, None, None)  # what a lost event's row holds
+_NO_LINK = _Link(None, None, None, _NO_SIDE)  # what a lost event's row holds
 
 
-def _parse_sides(key: str) -> _Sides:
+def _parse_link(key: str) -> _Link:
+    """`(<ID>) <ARROW> <HOST> (<ID>)` (compact), or a tab and the destination (dict, table)."""
     if not key:
-        return _NO_SIDES
-    if "\t" in key:  # dict and table: "source<TAB>destination"
-        source, destination = key.split("\t")
-        return _Sides(_side(source), _side(destination), None, None, None)
+        return _NO_LINK
+    if key.startswith("\t"):
+        return _Link(None, None, None, _side(key[1:]))
     parts = key.split(" ")
-    if len(parts) != 5 or parts[2] not in _IS_REPLY:
+    if len(parts) != 4 or parts[1] not in _IS_REPLY:
         raise _Invalid("bad hosts")
-    left, left_id, arrow, right, right_id = parts
-    first, second = _side(left), _side(right)
-    first_id, second_id = _identity(left_id), _identity(right_id)
-    if arrow == "<-":  # a reply is printed destination first
-        return _Sides(second, first, second_id, first_id, True)
-    return _Sides(first, second, first_id, second_id, _IS_REPLY[arrow])
+    left_id, arrow, right, right_id = parts
+    right_side = _side(right)  # hosts before identities: the first error is a host's
+    return _Link(_identity(left_id), _identity(right_id), _IS_REPLY[arrow], right_side)
 
 
 # --- timestamps -------------------------------------------------------------------------------
@@ -555,6 +559,39 @@ def _parse_suffix(key: str) -> _Suffix:
     return _Suffix(_fraction_ns(key), node or None)
 
 
+# StampMilli seconds, in ASCII digits (the block regex's `\d` takes others too: key by key).
+_STAMP_MILLI = r"^[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-5][0-9]:[0-5][0-9]$"
+
+
+class _MilliStamps(NamedTuple):
+    """Distinct StampMilli seconds parsed in bulk: each one's date and second of the day."""
+
+    dates: list[tuple[int, int]]  # (month, day)
+    date: pa.Array  # each one's index into dates
+    second: pa.Array  # of the day
+
+
+def _milli_stamps(keys: list[str]) -> _MilliStamps | None:
+    """Distinct seconds parsed in bulk when all are valid StampMilli: the time of day by Arrow,
+    each date once. None otherwise: the caller then parses each alone, which also says why."""
+    stamps = pa.array(keys, _STRING)
+    if not pc.all(pc.match_substring_regex(stamps, _STAMP_MILLI)).as_py():
+        return None
+    date = pc.utf8_slice_codeunits(stamps, 0, 6).dictionary_encode()
+    dates = []
+    for text in date.dictionary.to_pylist():
+        month, day = _MONTHS.get(text[:3]), int(text[4:6])
+        if month is None or not 1 <= day <= _MAX_DAY[month]:
+            return None
+        dates.append((month, day))
+    hour, minute, second = (pc.cast(pc.utf8_slice_codeunits(stamps, i, i + 2), _INT)
+                            for i in (7, 10, 13))
+    if pc.max(hour).as_py() > 23:
+        return None
+    seconds = pc.add(pc.multiply(pc.add(pc.multiply(hour, 60), minute), 60), second)
+    return _MilliStamps(dates, date.indices, seconds)
+
+
 class _Clock:
     """Turns timestamps into nanoseconds, giving year-less StampMilli stamps their year."""
 
@@ -580,6 +617,22 @@ class _Clock:
         year = self.year or 0
         values = [self._at(year, s) if isinstance(s, tuple) else s for s in stamps]
         return pc.take(pa.array(values, pa.int64()), index)
+
+    def milli(self, stamps: _MilliStamps, index: pa.Array) -> pa.Array | None:
+        """`seconds` for StampMilli seconds parsed in bulk; None when the block changes month
+        (for `seconds` to walk it row by row)."""
+        months = {month for month, _ in stamps.dates}
+        if len(months) > 1 or (self.year is not None and months != {self.month}):
+            return None
+        if self.year is None:
+            first = index[0].as_py()
+            month, day = stamps.dates[stamps.date[first].as_py()]
+            hour, rest = divmod(stamps.second[first].as_py(), 3600)
+            self.year, self.month = self._infer((month, day, hour, *divmod(rest, 60))), month
+        # timegm is linear in the time of day: each date's midnight, plus the seconds.
+        midnight = pa.array([self._at(self.year, (*d, 0, 0, 0)) for d in stamps.dates], _INT)
+        nanos = pc.add(pc.take(midnight, stamps.date), pc.multiply(stamps.second, _NS))
+        return pc.take(nanos, index)
 
     def instant(self, text: str) -> int | None:
         """One timestamp (lost-event first/last), read in the year of the stamps around it."""
@@ -701,16 +754,23 @@ def _parse_or_none(parse: Callable[[str], T]) -> Callable[[str], T | None]:
 
 
 class _Keys:
-    """The distinct values of one key column, parsed once, and each row's index into them."""
+    """The distinct keys of one column, each row's index into them, and their parsed values."""
 
-    def __init__(self, keys: Sequence[str], cache: dict[str, Any],
-                 parse: Callable[[str], Any]) -> None:
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.values: list[Any] = []
+        if not any(keys):  # only "" (the lost-event text of flows): quicker
+            self.index = pa.repeat(pa.scalar(0, pa.int32()), len(keys))
+            self.keys = [""]
+            return
         # Each new key gets the next number on first sight, in one pass in C.
         numbers: defaultdict[str, int] = defaultdict(itertools.count().__next__)
         self.index = pa.array(list(map(numbers.__getitem__, keys)), pa.int32())
-        distinct = list(numbers)
-        self.values = [_lookup(k, cache, parse) for k in distinct]
-        self.bad = any(isinstance(v, _Invalid) for v in self.values)
+        self.keys = list(numbers)
+
+    def parse(self, cache: dict[str, Any], parse: Callable[[str], Any]) -> bool:
+        """Parse each distinct key (through `cache`); False when one does not parse."""
+        self.values = [_lookup(k, cache, parse) for k in self.keys]
+        return not any(isinstance(v, _Invalid) for v in self.values)
 
     def keep(self, rows: pa.Array) -> None:
         """Keep only these rows (a boolean mask)."""
@@ -723,6 +783,57 @@ class _Keys:
         if arrow_type == _CATEGORY:
             return pc.take(pa.array(values, _STRING).dictionary_encode(), self.index)
         return pc.take(pa.array(values, arrow_type), self.index)
+
+
+# An end's values as columns, one row per distinct end.
+_END_TYPES = {"namespace": _STRING, "pod": _STRING, "ip": _STRING, "port": _INT,
+              "names": _STRING, "ip_version": _STRING}
+
+
+def _ends(sides: Sequence[_Side]) -> dict[str, pa.Array]:
+    """Parsed ends as columns."""
+    return {name: pa.array(values, _END_TYPES[name])
+            for name, values in zip(_Side._fields, zip(*sides, strict=True), strict=True)}
+
+
+# A host without `:` or `[` (a pod, an IPv4 address, DNS names), maybe with a port.
+_PLAIN_END = r"^(?P<host>[^:\[]*)(?::(?P<port>[0-9]{1,5}))?$"
+
+
+def _parse_ends(tokens: list[str], hosts: dict[str, Any],
+                sides: dict[str, Any]) -> dict[str, pa.Array] | None:
+    """Distinct ends parsed in bulk: for `host[:port]`, each distinct host once and the ports by
+    Arrow; others (IPv6) one by one. None when one does not parse: the caller then parses each end
+    alone, which also says why."""
+    parts = pc.extract_regex(pa.array(tokens, _STRING), _PLAIN_END)
+    host, digits = parts.flatten()  # null where an end is not `host[:port]`
+    host = host.dictionary_encode()
+    parsed = [_lookup(h, hosts, _parse_host) for h in host.dictionary.to_pylist()]
+    if any(isinstance(h, _Invalid) for h in parsed):
+        return None
+    port = pc.cast(pc.if_else(pc.equal(digits, ""), pa.scalar(None, _STRING), digits), _INT)
+    span = pc.min_max(port).as_py()
+    if span["min"] is not None and not (span["min"] > 0 and span["max"] < 65536):
+        return None
+    columns = {name: pc.take(pa.array([h[i] for h in parsed], _STRING), host.indices)
+               for i, name in enumerate(_Host._fields)}
+    columns["port"] = port
+    if parts.null_count:  # not `host[:port]`: parsed alone, in place of what the above made
+        odd = parts.is_null()
+        others = [_lookup(t, sides, _parse_side)
+                  for t in itertools.compress(tokens, odd.to_pylist())]
+        if any(isinstance(side, _Invalid) for side in others):
+            return None
+        columns = {name: pc.replace_with_mask(column, odd, _ends(others)[name])
+                   for name, column in columns.items()}
+    return columns
+
+
+def _categorical(codes: pa.Array, names: pa.Array) -> pa.Array:
+    """Rows' codes into `names` as a dictionary array of only the names the rows use, in order of
+    first use: what encoding the column itself gives, without hashing its strings."""
+    used = codes.dictionary_encode()
+    return pa.DictionaryArray.from_arrays(used.indices, pc.take(names, used.dictionary))
 
 
 def _lookup(key: str, cache: dict[str, Any], parse: Callable[[str], Any]) -> Any:
@@ -754,9 +865,11 @@ class _Converter:
     def __init__(self, clock: _Clock) -> None:
         self.clock = clock
         self.flows = 0  # flows converted so far: lost-event positions count across batches
-        self._caches: list[dict[str, Any]] = [{}, {}, {}, {}, {}]
+        self._caches: list[dict[str, Any]] = [{}, {}, {}, {}, {}, {}]
         self._parsers: list[Callable[[str], Any]] = [
-            _parse_stamp, _parse_suffix, _parse_sides, _parse_tail, _parse_or_none(_parse_lost)]
+            _parse_stamp, _parse_suffix, _parse_side, _parse_link, _parse_tail,
+            _parse_or_none(_parse_lost)]
+        self._hosts: dict[str, Any] = {}
 
     def problem(self, row: Row) -> str | None:
         """Why the row does not parse, or None."""
@@ -770,10 +883,17 @@ class _Converter:
         """Columns for the rows; a row with a part that does not parse goes to `bad(i, why)`."""
         if not rows:
             return _Chunk({}, 0)
-        columns = list(zip(*rows, strict=True))
-        keys = [_Keys(c, cache, parse)
-                for c, cache, parse in zip(columns, self._caches, self._parsers, strict=True)]
-        if any(k.bad for k in keys):
+        seconds, suffix, firsts, links, tails, lost = map(_Keys, zip(*rows, strict=True))
+        # Seconds and first hosts are mostly distinct (ephemeral ports): parsed in bulk when they
+        # are of the usual kinds, else key by key like the other parts.
+        stamps = _milli_stamps(seconds.keys)
+        ends = _parse_ends(firsts.keys, self._hosts, self._caches[2])
+        c, p = self._caches, self._parsers
+        valid = ((stamps is not None or seconds.parse(c[0], p[0])) and suffix.parse(c[1], p[1])
+                 and (ends is not None or firsts.parse(c[2], p[2]))
+                 and links.parse(c[3], p[3]) and tails.parse(c[4], p[4])
+                 and lost.parse(c[5], p[5]))
+        if not valid:
             good = []
             for i, row in enumerate(rows):
                 why = self.problem(row)
@@ -782,33 +902,61 @@ class _Converter:
                 else:
                     bad(i, why)
             return self.convert(good, bad)
-        return self._columns(*keys)
+        nanos = None if stamps is None else self.clock.milli(stamps, seconds.index)
+        if nanos is None:  # not parsed in bulk, or the month changes: stamp by stamp
+            if not seconds.values:
+                seconds.parse(c[0], p[0])
+            nanos = self.clock.seconds(seconds.values, seconds.index)
+        if ends is None:
+            ends = _ends(firsts.values)
+        return self._columns(nanos, suffix, links, tails, lost, firsts.index, ends)
 
-    def _columns(self, seconds: _Keys, suffix: _Keys, sides: _Keys, tails: _Keys,
-                 lost: _Keys) -> _Chunk:
-        nanos = pc.add(self.clock.seconds(seconds.values, seconds.index),
-                       pc.take(pa.array([s.nanos for s in suffix.values], _INT), suffix.index))
+    def _columns(self, seconds: pa.Array, suffix: _Keys, links: _Keys, tails: _Keys,
+                 lost: _Keys, firsts: pa.Array, ends: dict[str, pa.Array]) -> _Chunk:
+        """Columns from the rows' seconds, keys and first hosts (indexes into `ends`)."""
+        nanos = pc.add(seconds, pc.take(pa.array([s.nanos for s in suffix.values], _INT),
+                                        suffix.index))
         lost_events: list[dict[str, Any]] = []
         if any(v is not None for v in lost.values):
             is_flow = pc.take(pa.array([v is None for v in lost.values], _BOOL), lost.index)
             lost_events = self._lost_events(lost, is_flow, nanos, suffix)
             nanos = pc.filter(nanos, is_flow)
-            for keys in (suffix, sides, tails):
+            firsts = pc.filter(firsts, is_flow)
+            for keys in (suffix, links, tails):
                 keys.keep(is_flow)
         size = len(nanos)
         self.flows += size
         cols: dict[str, pa.Array | None] = {"time": nanos}
         cols["node"] = suffix.spread([s.node for s in suffix.values], _CATEGORY)
-        src, dst, src_identity, dst_identity, is_reply = zip(*sides.values, strict=True)
-        cols["is_reply"] = sides.spread(is_reply, _BOOL)
-        cols["src_identity"] = sides.spread(src_identity, _INT)
-        cols["dst_identity"] = sides.spread(dst_identity, _INT)
-        for prefix, ends in (("src", src), ("dst", dst)):
-            fields = dict(zip(_Side._fields, zip(*ends, strict=True), strict=True))
-            for name, arrow_type in _SIDE_TYPES.items():
-                cols[f"{prefix}_{name}"] = sides.spread(fields[name], arrow_type)
-        cols["ip_version"] = sides.spread([s.ip_version or d.ip_version for s, d in zip(
-            src, dst, strict=True)], _CATEGORY)
+        first_identity, second_identity, is_reply, second_hosts = zip(*links.values, strict=True)
+        cols["is_reply"] = links.spread(is_reply, _BOOL)
+        identities = [pc.take(pa.array(ids, _INT), links.index)
+                      for ids in (first_identity, second_identity)]
+        # Both ends in one table, the first hosts then the links' second hosts, and each row's
+        # index into it for either end: a reply (printed destination first) swaps them back.
+        offset = pa.scalar(len(ends["port"]), pa.int32())  # where the second hosts start
+        more = _ends(second_hosts)
+        ends = {name: pa.concat_arrays([column, more[name]]) for name, column in ends.items()}
+        indexes = [firsts, pc.add(links.index, offset)]
+        if any(is_reply):
+            swap = pc.fill_null(cols["is_reply"], False)
+            for pair in (identities, indexes):
+                pair[:] = pc.if_else(swap, pair[1], pair[0]), pc.if_else(swap, pair[0], pair[1])
+        cols["src_identity"], cols["dst_identity"] = identities
+        for name, column in ends.items():
+            if column.null_count == len(column):
+                continue
+            if name == "port":
+                cols["src_port"], cols["dst_port"] = (pc.take(column, i) for i in indexes)
+                continue
+            # Categories: only the names the column uses, in order of first use.
+            names = column.dictionary_encode()
+            src, dst = (pc.take(names.indices, i) for i in indexes)
+            if name == "ip_version":  # the flow's, from whichever end has an IP
+                cols[name] = _categorical(pc.coalesce(src, dst), names.dictionary)
+            else:
+                cols[f"src_{name}"] = _categorical(src, names.dictionary)
+                cols[f"dst_{name}"] = _categorical(dst, names.dictionary)
         for name, values in zip(_Tail._fields, zip(*tails.values, strict=True), strict=True):
             cols[name] = tails.spread(values, _TAIL_TYPES[name])
         return _Chunk({k: v for k, v in cols.items() if v is not None}, size, lost_events)
@@ -903,8 +1051,12 @@ class _Reader:
             if not unterminated:
                 with paused_gc():
                     rows = _COMPACT.findall(text)
-                if len(rows) == lines:
-                    yield self._convert(rows, range(lineno + 1, lineno + lines + 1), False)
+                    chunk = None
+                    if len(rows) == lines:
+                        chunk = self._convert(rows, range(lineno + 1, lineno + lines + 1), False)
+                    del rows  # before the collector resumes: it would walk every row once more
+                if chunk is not None:
+                    yield chunk
                     lineno += lines
                     continue
             yield self._compact_lines(text, lineno, unterminated)
@@ -1029,10 +1181,10 @@ def _record(timestamp: str, node: str, source: str, destination: str, kind: str,
     node = "" if node == "-" else node
     suffix = m[2] + (f" [{node}]" if node else "")
     if kind == "EVENTS LOST":
-        return m[1], suffix, "", "", f"{source} {summary}"
+        return m[1], suffix, "", "", "", f"{source} {summary}"
     if "\t" in source + destination:
         raise _Invalid("tab in a host")
-    return m[1], suffix, f"{source}\t{destination}", f"{kind} {verdict} ({summary})", ""
+    return m[1], suffix, source, f"\t{destination}", f"{kind} {verdict} ({summary})", ""
 
 
 def _table_cells(line: str, starts: list[int]) -> list[str]:
