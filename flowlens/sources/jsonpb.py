@@ -101,8 +101,8 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
             try:
                 # Arrow's JSON reader lets invalid UTF-8 through; orjson, on the careful path,
                 # names the line.
-                block.decode("utf-8")
-                table = pj.read_json(io.BytesIO(block), read_options=BLOCKS,
+                _check_utf8(block)
+                table = pj.read_json(pa.BufferReader(block), read_options=BLOCKS,
                                      parse_options=PARSE_OPTIONS)
                 batch = _from_table(table, position, report) if _all_known(table) else None
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
@@ -119,6 +119,16 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
         batch = _from_records(records, where, position, report, keep_raw)
         position += batch.size
         yield batch
+
+
+def _check_utf8(block: bytes) -> None:
+    """UnicodeDecodeError unless the block is UTF-8, checked by Arrow in place (no copy)."""
+    data = pa.py_buffer(block)
+    offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int32).tobytes())
+    try:
+        pa.StringArray.from_buffers(1, offsets, data).validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise UnicodeDecodeError("utf-8", block, 0, 1, str(exc)) from None
 
 
 class _Where:
