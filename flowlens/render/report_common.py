@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from flowlens.analyses.buckets import duration_text
-from flowlens.analyses.report import Report
+from flowlens.analyses.report import Panel, Report
 
 PERCENT_COLUMNS = frozenset({"success_rate"})
 # Control characters (ESC, CR, ...) from flow data would drive the terminal: shown escaped.
@@ -135,3 +136,13 @@ def empty_notice(report: Report) -> str | None:
     if w.since is not None and w.until is not None:
         return f"No flows between {short_time(w.since)} and {short_time(w.until)} UTC; {where}."
     return f"No flows match; {where}."
+
+
+def document(report: Report, header: Callable[[Report], list[str]],
+             panel_lines: Callable[[Panel], list[str]]) -> str:
+    """A line-based report: the header, then every panel unless the window held nothing."""
+    lines = header(report)
+    if report.flows or report.lost_events:
+        for panel in report.panels:
+            lines += panel_lines(panel)
+    return "\n".join(lines) + "\n"

@@ -6,12 +6,12 @@ Every cell is escaped: Markdown and inline HTML from flow data show as the text 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pandas as pd
 
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    document,
     empty_notice,
     header_facts,
     lost_warning,
@@ -58,12 +58,5 @@ def panel_lines(panel: Panel) -> list[str]:
     return lines
 
 
-def lines(report: Report) -> Iterator[str]:
-    yield from header(report)
-    if report.flows or report.lost_events:
-        for panel in report.panels:
-            yield from panel_lines(panel)
-
-
 def render(report: Report) -> str:
-    return "\n".join(lines(report)) + "\n"
+    return document(report, header, panel_lines)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    document,
     empty_notice,
     header_facts,
     lost_warning,
@@ -112,12 +113,5 @@ def panel_lines(panel: Panel) -> list[str]:
     return lines
 
 
-def lines(report: Report) -> Iterator[str]:
-    yield from header(report)
-    if report.flows or report.lost_events:
-        for panel in report.panels:
-            yield from panel_lines(panel)
-
-
 def render(report: Report) -> str:
-    return "\n".join(lines(report)) + "\n"
+    return document(report, header, panel_lines)
