@@ -37,7 +37,7 @@ from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.errors import UsageError
 from flowlens.load import ReadOptions, Source, load
-from flowlens.render.records import responses
+from flowlens.render.records import flow_responses, lost_responses
 from flowlens.sources.files import detect_format, expand, open_source
 from flowlens.sources.jsonpb import normalize
 from flowlens.sources.protodict import response_from_dict
@@ -112,17 +112,14 @@ class ReplayData:
             df = df.iloc[order].reset_index(drop=True)
             df.attrs["lost_events"] = _reposition(lost_frame, df)
             raw = [raw[i] for i in order] if raw is not None else None
-        flow_dicts = raw if raw is not None else \
-            [r for r in responses(_without_lost(df)) if "flow" in r]
+        flow_dicts = raw if raw is not None else list(flow_responses(df))
         payloads = [response_from_dict(d).SerializeToString() for d in flow_dicts]
         lost_rows = df.attrs.get("lost_events")
         lost = []
         if lost_rows is not None and len(lost_rows):
             positions = lost_rows["position"].tolist()
             times = _nanos(lost_rows["time"])
-            only_lost = df.iloc[:0]
-            only_lost.attrs = {"lost_events": lost_rows}
-            for pos, t, d in zip(positions, times, responses(only_lost), strict=True):
+            for pos, t, d in zip(positions, times, lost_responses(df), strict=True):
                 lost.append((int(pos), int(t), response_from_dict(d).SerializeToString()))
         return cls(df, payloads, lost, list(node_status), _namespaces(flow_dicts))
 
@@ -156,12 +153,6 @@ def _jsonpb_flows(names: list[str], options: ReadOptions, expected: int
 
 def _as_list(sources: Source | Iterable[Source]) -> list[Source]:
     return [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-
-
-def _without_lost(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    out.attrs = {}
-    return out
 
 
 def _reposition(lost: pd.DataFrame | None, df: pd.DataFrame) -> pd.DataFrame | None:

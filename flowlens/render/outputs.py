@@ -31,26 +31,8 @@ def output_kind(path: str | Path) -> str:
 
 def jsonpb_lines(df: pd.DataFrame, raw: list[dict[str, Any]] | None = None) -> Iterator[str]:
     """Hubble's `-o jsonpb` lines: from the original records when kept, else rebuilt from rows."""
-    if raw is None:
-        for rec in responses(df):
-            yield encode_response(rec) + "\n"
-        return
-    lost = df.attrs.get("lost_events")
-    positions = lost["position"].tolist() if lost is not None and len(lost) else []
-    lost_lines = [encode_response(rec) + "\n" for rec in responses(_only_lost(df))]
-    li = 0
-    for i, rec in enumerate(raw):
-        while li < len(positions) and positions[li] <= i:
-            yield lost_lines[li]
-            li += 1
+    for rec in responses(df, raw):
         yield encode_response(rec) + "\n"
-    yield from lost_lines[li:]
-
-
-def _only_lost(df: pd.DataFrame) -> pd.DataFrame:
-    empty = df.iloc[:0]
-    empty.attrs = dict(df.attrs)
-    return empty
 
 
 def write_lines(lines: Iterable[str], out: IO[str]) -> int:

@@ -6,7 +6,7 @@ fields; hubble reading the result prints the same text the row was read from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -203,16 +203,10 @@ def _lost_dict(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def responses(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """GetFlowsResponse dicts for every flow and lost-event record, in stream order."""
-    lost = df.attrs.get("lost_events")
-    lost_rows = lost.to_dict("records") if lost is not None and len(lost) else []
-    li = 0
+def flow_responses(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """A GetFlowsResponse dict for every row."""
     rows: list[dict[str, Any]] = df.to_dict("records")  # type: ignore[assignment]
-    for i, row in enumerate(rows):
-        while li < len(lost_rows) and lost_rows[li]["position"] <= i:
-            yield _lost_dict(lost_rows[li])
-            li += 1
+    for row in rows:
         flow = flow_dict(row)
         out: dict[str, Any] = {"flow": flow}
         if "node_name" in flow:
@@ -220,5 +214,24 @@ def responses(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
         if "time" in flow:
             out["time"] = flow["time"]
         yield out
-    for r in lost_rows[li:]:
-        yield _lost_dict(r)
+
+
+def lost_responses(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A GetFlowsResponse dict for every lost-event record beside the frame."""
+    lost = df.attrs.get("lost_events")
+    return [_lost_dict(r) for r in lost.to_dict("records")] if lost is not None else []
+
+
+def responses(df: pd.DataFrame, flows: Iterable[dict[str, Any]] | None = None,
+              ) -> Iterator[dict[str, Any]]:
+    """Every flow and lost-event record in stream order; `flows` (one per row, e.g. the
+    records the frame was read from) replaces the ones rebuilt from rows."""
+    lost = lost_responses(df)
+    positions = df.attrs["lost_events"]["position"].tolist() if lost else []
+    li = 0
+    for i, flow in enumerate(flow_responses(df) if flows is None else flows):
+        while li < len(lost) and positions[li] <= i:
+            yield lost[li]
+            li += 1
+        yield flow
+    yield from lost[li:]
