@@ -27,7 +27,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-import orjson
 import pandas as pd
 from google.protobuf import json_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -38,8 +37,7 @@ from flowlens._proto.relay import relay_pb2
 from flowlens.errors import UsageError
 from flowlens.load import ReadOptions, Source, load
 from flowlens.render.records import flow_responses, lost_responses
-from flowlens.sources.files import detect_format, expand, open_source
-from flowlens.sources.jsonpb import normalize
+from flowlens.sources.files import expand
 from flowlens.sources.protodict import response_from_dict
 from flowlens.sources.relay import read_file
 
@@ -97,8 +95,8 @@ class ReplayData:
         """Read files/folders/stdin in any format flowlens reads (jsonpb kept as it was)."""
         options = options or ReadOptions()
         names = expand(_as_list(sources))
-        df, _ = load(names, options)
-        raw = _jsonpb_flows(names, options, len(df))
+        options.keep_raw = True  # serve jsonpb as written: every field, not just the frame's
+        df, raw = load(names, options)
         statuses = [response_from_dict(r).SerializeToString() for r in options.report.node_status]
         return cls.from_frame(df, raw, statuses)
 
@@ -122,33 +120,6 @@ class ReplayData:
             for pos, t, d in zip(positions, times, lost_responses(df), strict=True):
                 lost.append((int(pos), int(t), response_from_dict(d).SerializeToString()))
         return cls(df, payloads, lost, list(node_status), _namespaces(flow_dicts))
-
-
-def _jsonpb_flows(names: list[str], options: ReadOptions, expected: int
-                  ) -> list[dict[str, Any]] | None:
-    """The flow records of jsonpb sources as they were written (every field kept, which the
-    frame does not), or None when a source is not line jsonpb or holds bad lines."""
-    if options.report.bad_lines or "-" in names:  # stdin cannot be read twice
-        return None
-    out: list[dict[str, Any]] = []
-    for name in names:
-        opened = open_source(name)
-        try:
-            fmt = options.input_format or detect_format(opened)
-            if fmt != "jsonpb" or opened.stream.peek(64).lstrip()[:1] == b"[":  # type: ignore
-                return None
-            for line in opened.stream:
-                if line.strip():
-                    record = orjson.loads(line)
-                    if "flow" not in record:  # legacy bare flows; response_from_dict takes
-                        record = normalize(record)  # camelCase names itself
-                    if record is not None and "flow" in record:
-                        out.append(record)
-        except (ValueError, TypeError, AttributeError):
-            return None
-        finally:
-            opened.stream.close()
-    return out if len(out) == expected else None
 
 
 def _as_list(sources: Source | Iterable[Source]) -> list[Source]:
