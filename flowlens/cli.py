@@ -16,6 +16,7 @@ from flowlens import analyses as _analyses
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
 from flowlens import frame as _frame
+from flowlens import policy as _policy
 from flowlens.errors import FlowlensError, UsageError
 from flowlens.frame import take
 from flowlens.live import relay_stream
@@ -23,6 +24,7 @@ from flowlens.load import ReadOptions, load
 from flowlens.render import hubble as _hubble_text
 from flowlens.render.outputs import jsonpb_lines, write_frame
 from flowlens.render.report_formats import check_format, report_chunks
+from flowlens.render.report_json import policy_json
 from flowlens.sources.batch import ReadReport
 from flowlens.sources.files import FORMATS
 from flowlens.sources.proto import merge_batches
@@ -214,10 +216,16 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
                    "the window).")
 @click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
               help="html: inline plotly.js (works offline) or load it from its CDN.")
+@click.option("--policy", "policy_files", multiple=True, metavar="POLICY.yaml",
+              help="Add what these policies would change (as `flowlens policy check`). "
+                   "Repeatable.")
+@click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
+              help="With --policy: the port number of a named port. Repeatable.")
 @_live.connection_options
 @_filters.filter_options
 def report(sources: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
            fmt: str, out: str | None, top: str, bucket: str | None, plotlyjs: str,
+           policy_files: tuple[str, ...], named_ports: tuple[str, ...],
            connection: Connection, filters: _filters.Filters) -> None:
     """The Hubble dashboard's panels as a report over SOURCE... (files, folders, -), or over
     the flows hubble-relay (--server) holds when no SOURCE is given: forwarded vs dropped, drop
@@ -233,19 +241,28 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
         raise UsageError("--follow does not go with report, which covers one window")
     if out is not None:
         _check_writable(out)
+    policies = _policy.load_policies(policy_files) if policy_files else None
+    ports = _named_ports(named_ports)
     options = _read_options(input_format, year, strict)
-    if sources:
-        df, _ = load(sources, options)
-        built = _analyses.build_report(df, filters, sources=sources, top=rows, bucket=size)
-    else:
-        built = _analyses.build_report(_relay_window(connection, filters), filters,
-                                       sources=(f"hubble-relay {connection.server}",),
-                                       top=rows, bucket=size, anchor="now")
+    built = _report_over(sources, options, connection, filters, top=rows, bucket=size,
+                         policies=policies, named_ports=ports)
+    _warn_policy_notes(built)
     _write(report_chunks(built, fmt, plotlyjs), out)
     if out is not None:
         click.echo(f"flowlens: wrote the {fmt} report of {built.flows:,} flows to {out}",
                    err=True)
     _report_bad_lines(options.report)
+
+
+def _report_over(sources: tuple[str, ...], options: ReadOptions, connection: Connection,
+                 filters: _filters.Filters, **kwargs: Any) -> _analyses.Report:
+    """The report over the window of SOURCE..., or of the relay when there is none."""
+    if sources:
+        df, _ = load(sources, options)
+        return _analyses.build_report(df, filters, sources=sources, **kwargs)
+    return _analyses.build_report(_relay_window(connection, filters), filters,
+                                  sources=(f"hubble-relay {connection.server}",),
+                                  anchor="now", **kwargs)
 
 
 def _relay_window(connection: Connection, filters: _filters.Filters) -> pd.DataFrame:
@@ -288,6 +305,144 @@ def _write(chunks: Iterable[str], out: str | None) -> None:
                 f.write(chunk)
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+# --- policy lens --------------------------------------------------------------------------------
+
+@main.group()
+def policy() -> None:
+    """What NetworkPolicies would do to the connections in recorded flows (check), and the
+    least-privilege policies those flows call for (suggest)."""
+
+
+@policy.command("check", cls=_filters.FilterCommand)
+@click.argument("paths", nargs=-1, required=True, metavar="POLICY.yaml... [SOURCE]...")
+@input_options
+@click.option("--format", "fmt", default="text", show_default=True, metavar="FORMAT",
+              help="text, json, md or html.")
+@click.option("-o", "--output", "out", metavar="FILE",
+              help="Write to FILE (default: standard output).")
+@click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
+              help="The port number of a named port the policies use. Repeatable.")
+@click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
+              help="html: inline plotly.js (works offline) or load it from its CDN.")
+@_live.connection_options
+@_filters.filter_options
+def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | None,
+                 strict: bool, fmt: str, out: str | None, named_ports: tuple[str, ...],
+                 plotlyjs: str, connection: Connection, filters: _filters.Filters) -> None:
+    """Evaluate the policies in POLICY.yaml... (files ending in .yaml or .yml, or folders of
+    them) against the connections in SOURCE... (flow files, folders, -; the relay at --server
+    when none), as if exactly these policies were applied: per connection and end (source
+    egress, destination ingress) the verdict observed in the flows, the verdict the policies
+    predict and the rule that allows it; then what would break, what becomes allowed and what
+    stays. Kubernetes NetworkPolicy in full, CiliumNetworkPolicy in part (see the README)."""
+    fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
+    check_format(fmt, plotlyjs)
+    policy_paths, sources = split_policy_paths(paths)
+    if not policy_paths:
+        raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml) first")
+    if filters.follow:
+        raise UsageError("--follow does not go with policy check, which covers one window")
+    if out is not None:
+        _check_writable(out)
+    policies = _policy.load_policies(policy_paths)
+    options = _read_options(input_format, year, strict)
+    built = _report_over(sources, options, connection, filters, panels=(), policies=policies,
+                         named_ports=_named_ports(named_ports), title="flowlens policy check")
+    _warn_policy_notes(built)
+    assert built.policy is not None
+    _write([policy_json(built.policy)] if fmt == "json" else report_chunks(built, fmt, plotlyjs),
+           out)
+    summary = built.policy.summary
+    click.echo(f"flowlens: {built.flows:,} flows, {len(built.policy.connections):,} connection "
+               f"ends: {summary['would_break']} would break, {summary['newly_allowed']} newly "
+               f"allowed, {summary['unknown']} unknown, {summary['unchanged']} unchanged",
+               err=True)
+    _report_bad_lines(options.report)
+
+
+@policy.command("suggest")
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@input_options
+@click.option("--namespace", metavar="NS", help="Only workloads in this namespace.")
+@click.option("--selector", metavar="KEY=VALUE[,...]",
+              help="Only workloads whose labels match, e.g. app=backend.")
+@click.option("--direction", type=click.Choice(("ingress", "egress", "both")),
+              default="ingress", show_default=True,
+              help="Write ingress policies (who may connect to the workload), egress "
+                   "policies (where it may connect to), or both.")
+@click.option("--since", metavar="TIME", help="Only flows since TIME (a duration such as 1h "
+              "counts back from the newest flow, or a timestamp).")
+@click.option("--until", metavar="TIME", help="Only flows until TIME.")
+@click.option("-o", "--output", "out", metavar="FILE",
+              help="Write the YAML to FILE (default: standard output).")
+@_live.connection_options
+def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int | None,
+                   strict: bool, namespace: str | None, selector: str | None, direction: str,
+                   since: str | None, until: str | None, out: str | None,
+                   connection: Connection) -> None:
+    """Least-privilege NetworkPolicy YAML per workload from the traffic SOURCE... (or the
+    relay) saw allowed: peers by their workload labels, one rule per peer set and its ports.
+    `flowlens policy check` of the result over the same flows changes nothing."""
+    filters = _filters.Filters(since=since, until=until)
+    chosen = _policy.parse_selector(selector)
+    directions = ("ingress", "egress") if direction == "both" else (direction,)
+    if out is not None:
+        _check_writable(out)
+    options = _read_options(input_format, year, strict)
+    if sources:
+        df, _ = load(sources, options)
+        df = _filters.select(filters, df)
+    else:
+        df = _relay_window(connection, filters)
+    suggestion = _policy.suggest(df, namespace=namespace, selector=chosen,
+                                 directions=directions)  # type: ignore[arg-type]
+    for note in suggestion.notes:
+        click.echo(f"flowlens: note: {note}", err=True)
+    _write([suggestion.yaml()], out)
+    click.echo(f"flowlens: {len(suggestion.policies)} policies from {len(df):,} flows",
+               err=True)
+    _report_bad_lines(options.report)
+
+
+_POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+def split_policy_paths(paths: Iterable[str]) -> tuple[list[str], tuple[str, ...]]:
+    """POLICY.yaml... [SOURCE]...: YAML files, and folders holding only YAML files, are
+    policies; everything else is a flow source."""
+    policies, sources = [], []
+    for path in paths:
+        target = Path(path)
+        if target.suffix.lower() in _POLICY_SUFFIXES:
+            policies.append(path)
+        elif target.is_dir() and _yaml_folder(target):
+            policies += sorted(str(p) for p in target.iterdir()
+                               if p.suffix.lower() in _POLICY_SUFFIXES)
+        else:
+            sources.append(path)
+    return policies, tuple(sources)
+
+
+def _yaml_folder(folder: Path) -> bool:
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return bool(files) and all(p.suffix.lower() in _POLICY_SUFFIXES for p in files)
+
+
+def _named_ports(pairs: Iterable[str]) -> dict[str, int]:
+    out = {}
+    for pair in pairs:
+        name, _, number = pair.partition("=")
+        if not name or not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise UsageError(f"invalid value {pair!r} for --named-port: want NAME=PORT")
+        out[name] = int(number)
+    return out
+
+
+def _warn_policy_notes(built: _analyses.Report) -> None:
+    for note in built.policy.notes if built.policy is not None else ():
+        click.echo(f"flowlens: warning: {note}", err=True)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,24 @@ def test_the_lab_report_renders_offline_with_the_story_on_top(
     browser.screenshot(page, ARTIFACTS / "report-lab.png")
 
 
+def test_the_policy_section_renders_its_charts_and_escapes_flow_names(
+        browser: Browser, poisoned: Path, tmp_path: Path) -> None:
+    out = tmp_path / "policy.html"
+    deny = Path(__file__).resolve().parents[1] / "samples" / "policies" / "backend-ingress-deny.yaml"
+    _write_report(poisoned, out, "--policy", str(deny))
+    page = browser.open(out.as_uri())
+    charts = {c["id"]: c for c in browser.evaluate(page, _CHARTS)}
+    for key in ("chart-policy_changes", "chart-policy_would_break"):
+        assert charts[key]["drawn"] > 0, charts.get(key)
+    assert page.errors() == [] and page.dialogs == []
+    found = browser.evaluate(page, _INJECTED)
+    assert found["images"] == 0 and found["handlers"] == 0 and found["xss"] is None
+    section = browser.evaluate(page, "document.querySelector('#policy_unchanged').innerText")
+    assert POD_NAME in section  # not-frontend, denied then and by the policy: unchanged
+    assert "What this policy changes" in found["text"]
+    browser.screenshot(page, ARTIFACTS / "report-policy.png")
+
+
 def _html_size(flows: int, folder: Path) -> int:
     path = folder / f"{flows}.jsonpb"
     path.write_text("".join(encode_response(r) + "\n" for r in generate_flows(flows)))

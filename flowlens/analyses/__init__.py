@@ -28,7 +28,7 @@ from flowlens.analyses.l7 import (
     top_dns_queries,
 )
 from flowlens.analyses.lost import lost_events, total_lost_events
-from flowlens.analyses.report import PANELS, Report, build_report
+from flowlens.analyses.report import PANELS, POLICY_PANELS, Report, build_report
 from flowlens.analyses.traffic import (
     flows_by_node,
     flows_by_type,
@@ -45,7 +45,7 @@ from flowlens.analyses.unanswered import (
 )
 
 __all__ = [
-    "PANELS", "Buckets", "Report", "build_report", "choose_bucket", "dns_errors",
+    "PANELS", "POLICY_PANELS", "Buckets", "Report", "build_report", "choose_bucket", "dns_errors",
     "dns_queries_without_response", "drop_reasons", "drop_reasons_over_time",
     "echo_requests_without_reply", "flows_by_node", "flows_by_type", "forwarded_vs_dropped",
     "http_latency", "http_requests", "http_responses", "http_success_rate", "lost_events",

@@ -6,8 +6,9 @@ analysis; renderers (flowlens.render.report_*) only lay the result out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -17,6 +18,8 @@ from flowlens import filters as _filters
 from flowlens.analyses import drops, l7, lost, traffic, unanswered
 from flowlens.analyses.buckets import Buckets, window_buckets
 from flowlens.frame import take
+from flowlens.policy import PolicyCheck, PolicySet
+from flowlens.policy import check as _check_policies
 
 Anchor = Literal["data", "now"]
 DEFAULT_TOP = 10
@@ -31,7 +34,7 @@ class PanelSpec:
     title: str
     section: str
     compute: Callable[..., pd.DataFrame]
-    takes: Literal["buckets", "top", "frame"]
+    takes: Literal["buckets", "top", "frame", "policy"]
     counts: str
     series: str = ""  # over-time panels: what their columns after `time` are
 
@@ -100,6 +103,29 @@ PANELS: tuple[PanelSpec, ...] = (
 )
 
 
+_ENDS = ("connection ends (a connection is judged at its source pod's egress and at its "
+         "destination pod's ingress) ")
+# `flowlens report --policy` and `flowlens policy check`: what the given policies change.
+POLICY_PANELS: tuple[PanelSpec, ...] = (
+    PanelSpec("policy_changes", "What this policy changes", "Policy check",
+              PolicyCheck.changes, "policy",
+              _ENDS + "by observed verdict (newest policy outcome in the flows) against the "
+              "verdict the given policies predict, with their flows"),
+    PanelSpec("policy_would_break", "Would break: allowed now, denied by the policies",
+              "Policy check", partial(PolicyCheck.ends, change="would_break"), "policy",
+              _ENDS + "observed allowed that the policies would deny"),
+    PanelSpec("policy_newly_allowed", "Newly allowed: denied now, allowed by the policies",
+              "Policy check", partial(PolicyCheck.ends, change="newly_allowed"), "policy",
+              _ENDS + "observed denied that the policies would allow"),
+    PanelSpec("policy_unknown", "Cannot tell", "Policy check",
+              partial(PolicyCheck.ends, change="unknown"), "policy",
+              _ENDS + "whose observed or predicted verdict is unknown (reason says why)"),
+    PanelSpec("policy_unchanged", "Unchanged", "Policy check",
+              partial(PolicyCheck.ends, change="unchanged"), "policy",
+              _ENDS + "that the policies would treat as they were treated"),
+)
+
+
 @dataclass(frozen=True)
 class Panel:
     spec: PanelSpec
@@ -145,6 +171,14 @@ class Report:
     bucket: pd.Timedelta
     top: int
     panels: tuple[Panel, ...]
+    policy: PolicyCheck | None = None  # with --policy: what the policies would change
+    policy_panels: tuple[Panel, ...] = ()
+    title: str = "flowlens report"
+
+    @property
+    def all_panels(self) -> tuple[Panel, ...]:
+        """The dashboard's panels, then the policy check's."""
+        return self.panels + self.policy_panels
 
     def panel(self, key: str) -> Panel:
         """The panel with this key (its rows are `.data`)."""
@@ -157,8 +191,12 @@ class Report:
 def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
                  sources: Sequence[str] = (), top: int = DEFAULT_TOP,
                  bucket: pd.Timedelta | None = None, anchor: Anchor = "data",
-                 now: pd.Timestamp | None = None) -> Report:
-    """Every panel over the flows of `df` that `filters` select.
+                 now: pd.Timestamp | None = None, panels: Sequence[PanelSpec] = PANELS,
+                 policies: PolicySet | None = None,
+                 named_ports: Mapping[str, int] | None = None,
+                 title: str = "flowlens report") -> Report:
+    """Every panel (of `panels`) over the flows of `df` that `filters` select; with
+    `policies`, also what those policies would change (flowlens.policy.check).
 
     Durations in --since/--until count back from the newest flow of `df` (`anchor="data"`, for
     files), or from `now` (`anchor="now"`: `df` came from a relay that already applied the
@@ -174,9 +212,13 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     end = until if until is not None else anchored_at
     buckets = window_buckets(start, end, bucket)
     window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until)
-    panels = tuple(Panel(spec, _compute(spec, chosen, buckets, top)) for spec in PANELS)
+    computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top)) for spec in panels)
+    checked = None if policies is None else _check_policies(chosen, policies, named_ports)
+    policy_panels = () if checked is None else tuple(
+        Panel(spec, spec.compute(checked)) for spec in POLICY_PANELS)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
-                  traffic.verdicts(chosen), buckets.size, top, panels)
+                  traffic.verdicts(chosen), buckets.size, top, computed, checked,
+                  policy_panels, title)
 
 
 def _selected(df: pd.DataFrame, filters: _filters.Filters,

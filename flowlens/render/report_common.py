@@ -143,6 +143,6 @@ def document(report: Report, header: Callable[[Report], list[str]],
     """A line-based report: the header, then every panel unless the window held nothing."""
     lines = header(report)
     if report.flows or report.lost_events:
-        for panel in report.panels:
+        for panel in report.all_panels:
             lines += panel_lines(panel)
     return "\n".join(lines) + "\n"

@@ -78,6 +78,11 @@ CHARTS: dict[str, Chart] = {
     "http_requests": Chart("bars", ("method",), "requests"),
     "http_responses": Chart("bars", ("status",), "responses"),
     "http_latency": Chart("bars", ("quantile",), "seconds"),
+    "policy_changes": Chart("bars", ("change",), "connections"),
+    "policy_would_break": Chart("bars", ("source", "destination", "port", "direction"),
+                                color=_RED),
+    "policy_newly_allowed": Chart("bars", ("source", "destination", "port", "direction"),
+                                  color="#2e7d32"),
     "http_success_rate": Chart("bars", (), "success_rate", percent=True),
     "lost_events_by_source": Chart("bars", ("source", "node"), "events_lost", _RED),
 }
@@ -240,12 +245,14 @@ def _section(panel: Panel) -> str:
     spec = panel.spec
     parts = [f'<section id="{panel.key}"><h2>{html.escape(spec.title)}</h2>',
              f'<p class="counts">{html.escape(spec.section)} · {html.escape(spec.counts)}</p>']
+    chart = CHARTS.get(panel.key)  # None: a table only
     if panel.data.empty:
         parts.append('<p class="none">None in this window.</p>')
     else:
-        parts.append(f'<div class="chart" id="chart-{panel.key}"></div>')
+        if chart is not None:
+            parts.append(f'<div class="chart" id="chart-{panel.key}"></div>')
         table = _table(panel.data)
-        if CHARTS[panel.key].kind == "lines":
+        if chart is not None and chart.kind == "lines":
             table = (f"<details><summary>table ({len(panel.data)} time buckets)</summary>"
                      f"{table}</details>")
         parts.append(table)
@@ -256,7 +263,7 @@ def _section(panel: Panel) -> str:
 def _header(report: Report) -> str:
     facts = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>"
                     for label, value in header_facts(report))
-    out = [f'<header><h1>flowlens report</h1><dl class="facts">{facts}</dl>']
+    out = [f'<header><h1>{html.escape(report.title)}</h1><dl class="facts">{facts}</dl>']
     warning, empty = lost_warning(report), empty_notice(report)
     if warning:
         out.append(f'<div class="alert" role="alert">{html.escape(warning)}</div>')
@@ -268,13 +275,13 @@ def _header(report: Report) -> str:
 
 def _nav(report: Report) -> str:
     items = "".join(f'<li><a href="#{p.key}">{html.escape(p.spec.title)}</a></li>'
-                    for p in report.panels)
+                    for p in report.all_panels)
     return f"<nav><ul>{items}</ul></nav>"
 
 
 def _specs(report: Report) -> list[dict[str, Any]]:
     return [{"id": f"chart-{p.key}", **figure(p, report.bucket)}
-            for p in report.panels if not p.data.empty]
+            for p in report.all_panels if not p.data.empty and p.key in CHARTS]
 
 
 def chunks(report: Report, plotlyjs: PlotlyJs = "inline") -> Iterator[str]:
@@ -282,7 +289,7 @@ def chunks(report: Report, plotlyjs: PlotlyJs = "inline") -> Iterator[str]:
     loader, source = _plotly_tags(plotlyjs)
     policy = ("default-src 'none'; style-src 'unsafe-inline'; img-src data: blob:; "
               f"script-src {source} '{_sha256(_BOOT)}'")
-    title = f"flowlens report {short_time(report.window.since)}"
+    title = f"{report.title} {short_time(report.window.since)}"
     yield ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
            f'<meta http-equiv="Content-Security-Policy" content="{html.escape(policy)}">'
            '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -291,7 +298,7 @@ def chunks(report: Report, plotlyjs: PlotlyJs = "inline") -> Iterator[str]:
     yield "</head><body>" + _header(report)
     if report.flows or report.lost_events:
         yield _nav(report)
-        yield from (_section(p) for p in report.panels)
+        yield from (_section(p) for p in report.all_panels)
     yield ('<script type="application/json" id="flowlens-charts">'
            f"{script_json(_specs(report))}</script>")
     yield f"<script>{_BOOT}</script></body></html>\n"

@@ -16,6 +16,7 @@ import pandas as pd
 
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Report
+from flowlens.policy import PolicyCheck
 from flowlens.render.report_common import iso_time
 
 # Panels the design gives as {name: count} objects rather than lists of rows.
@@ -65,9 +66,16 @@ def document(report: Report) -> dict[str, Any]:
                     "last_flow": iso_time(given.last_flow), "filters": list(given.filters)}
     doc["bucket"] = duration_text(report.bucket)
     doc["top"] = report.top
+    if report.policy is not None:
+        doc["policy_check"] = report.policy.to_dict()
     doc["panels"] = [{"key": p.key, "title": p.spec.title, "section": p.spec.section,
                       "counts": p.spec.counts} for p in report.panels]
     return doc
+
+
+def policy_json(check: PolicyCheck) -> str:
+    """`flowlens policy check --format json`."""
+    return orjson.dumps(check.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 def render(report: Report) -> str:

@@ -42,7 +42,7 @@ def _row(cells: list[str]) -> str:
 
 
 def header(report: Report) -> list[str]:
-    lines = ["# flowlens report", ""]
+    lines = [f"# {escape(report.title)}", ""]
     lines += [f"- **{label}**: {escape(value)}" for label, value in header_facts(report)]
     for notice in (lost_warning(report), empty_notice(report)):
         if notice:

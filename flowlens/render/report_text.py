@@ -92,7 +92,7 @@ def _line(values: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
 def header(report: Report) -> list[str]:
     facts = header_facts(report)
     indent = max(len(label) for label, _ in facts) + 2
-    lines = ["flowlens report", ""]
+    lines = [report.title, ""]
     for label, value in facts:
         lines += textwrap.wrap(value, WIDTH, initial_indent=label.ljust(indent),
                                subsequent_indent=" " * indent, break_on_hyphens=False)
