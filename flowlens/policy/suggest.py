@@ -110,9 +110,9 @@ def suggest(df: pd.DataFrame, *, namespace: str | None = None,
             key = repr(term)
             terms[key] = term
             wanted[(_workload(pod), direction)][(str(protocol), int(port))].add(key)
-    policies = tuple(_policy(workload, direction, ports, terms)
-                     for (workload, direction), ports in sorted(wanted.items()))
-    return Suggestion(policies, tuple(notes))
+    policies = [_policy(workload, direction, ports, terms)
+                for (workload, direction), ports in sorted(wanted.items())]
+    return Suggestion(_unique_names(policies), tuple(notes))
 
 
 def _workload(pod: Peer) -> Workload:
@@ -161,11 +161,28 @@ def _policy(workload: Workload, direction: Direction,
     }
 
 
-def _name(labels: tuple[tuple[str, str], ...]) -> str:
+def _name(labels: tuple[tuple[str, str], ...], every: bool = False) -> str:
     found = dict(labels)
-    value = next((found[k] for k in _NAME_KEYS if k in found),
+    value = next((found[k] for k in _NAME_KEYS if k in found and not every),
                  "-".join(v for _, v in labels) or "pods")
     return re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:40] or "pods"
+
+
+def _unique_names(policies: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Workloads sharing an `app` label (v1 and v2 of one app) would share a policy name, and
+    the second `kubectl apply` would replace the first: those are named by every label."""
+    def key(p: dict[str, Any]) -> tuple[str, str]:
+        return p["metadata"]["namespace"], p["metadata"]["name"]
+
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for p in policies:
+        counts[key(p)] += 1
+    for p in policies:
+        if counts[key(p)] > 1:
+            labels = tuple(p["spec"]["podSelector"]["matchLabels"].items())
+            direction = p["spec"]["policyTypes"][0].lower()
+            p["metadata"]["name"] = f"{_name(labels, every=True)}-allow-{direction}"
+    return tuple(policies)
 
 
 def _arrow(src: Peer, dst: Peer) -> str:
