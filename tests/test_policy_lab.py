@@ -177,6 +177,8 @@ def test_check_json_has_the_contract_keys(phases: tuple[pd.Timestamp, pd.Timesta
     doc = json.loads(result.stdout)
     assert set(doc["summary"]) >= {"would_break", "newly_allowed", "unchanged"}
     assert doc["summary"]["would_break"] == 1
+    assert doc["summary_flows"]["would_break"] == sum(
+        r["flows"] for r in doc["connections"] if r["change"] == "would_break") > 0
     assert all(set(row) >= CONTRACT for row in doc["connections"])
     broken = [r for r in doc["connections"] if r["observed"] == "allowed"
               and r["predicted"] == "denied"]

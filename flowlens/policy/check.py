@@ -70,6 +70,7 @@ class PolicyCheck:
             row["flows"] = int(row["flows"])
             row["allowed_by"] = list(row["allowed_by"])
         return {"connections": rows, "summary": self.summary,
+                "summary_flows": {change: self.flows(change) for change in CHANGES},
                 "policies": self.policies.titles(), "notes": list(self.notes)}
 
 
