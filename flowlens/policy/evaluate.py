@@ -19,17 +19,23 @@ from typing import Literal
 
 from flowlens.policy.model import (
     ENTITIES,
+    NAMESPACE_LABEL,
+    UNDECIDED_PEERS,
     CidrPeer,
     Direction,
     EntityPeer,
+    Labels,
     PeerRule,
     PodPeer,
     Policy,
     PortRule,
     Rule,
     Selector,
+    split_key,
 )
 from flowlens.policy.peers import Peer
+
+_ICMP = frozenset({"ICMPv4", "ICMPv6"})
 
 Verdict = Literal["allowed", "denied", "unknown"]
 PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
@@ -48,9 +54,7 @@ def selects(policy: Policy, endpoint: Peer) -> bool | None:
         return False
     if policy.namespace is not None and endpoint.namespace != policy.namespace:
         return False
-    if endpoint.labels is None:
-        return None
-    return policy.selector.matches(endpoint.labels)
+    return _selected(policy.selector, endpoint.labels)
 
 
 def decide(policies: Iterable[Policy], direction: Direction, endpoint: Peer, peer: Peer,
@@ -60,34 +64,47 @@ def decide(policies: Iterable[Policy], direction: Direction, endpoint: Peer, pee
     and `peer` on `port`/`protocol` (the destination port)."""
     if direction == "ingress" and peer.entity == "host":
         return Decision("allowed", (), "from the pod's own node (host): always allowed")
-    applying, unsure = [], []
+    # Policies that select the endpoint and either isolate it in this direction (default deny)
+    # or bring allow rules for it (a Cilium policy may allow without isolating).
+    isolating: list[Policy] = []
+    unsure_isolating: list[Policy] = []
+    contributing: list[Policy] = []
+    unsure: list[Policy] = []
     for policy in policies:
-        if direction not in policy.enforces:
+        enforces = direction in policy.enforces
+        if not enforces and not policy.rules_for(direction):
             continue
         chosen = selects(policy, endpoint)
-        if chosen:
-            applying.append(policy)
-        elif chosen is None:
-            unsure.append(policy)
-    if unsure and not applying:
-        return Decision("unknown", (), f"labels of {endpoint.name} unknown: cannot tell "
-                        f"whether {_names(unsure)} select it")
-    if not applying:
+        if chosen is False:
+            continue
+        (contributing if chosen else unsure).append(policy)
+        if enforces:
+            (isolating if chosen else unsure_isolating).append(policy)
+    if not isolating and not unsure_isolating:
         return Decision("allowed", (), f"no policy selects {endpoint.name} for {direction}")
-    allowed_by, doubts = [], []
-    for policy in applying:
+    allowed_by: list[str] = []
+    doubts: list[str] = []
+    for policy, sure in [(p, True) for p in contributing] + [(p, False) for p in unsure]:
         for rule in policy.rules_for(direction):
             hit = rule_matches(rule, policy, peer, port, protocol, named_ports or {})
-            if hit:
+            if hit and sure:
                 allowed_by.append(f"{policy.title} {direction}[{rule.index}]")
-            elif hit is None:
-                doubts.append(_doubt(rule, policy, peer, named_ports or {}))
+            elif hit is not False:  # a rule that may allow, or one of a policy that may apply
+                doubts.append(_doubt(rule, policy, peer, named_ports or {}) if sure
+                              else _unsure(endpoint, [policy]))
     if allowed_by:
         return Decision("allowed", tuple(allowed_by), "allowed by " + ", ".join(allowed_by))
+    if not isolating:
+        doubts.insert(0, _unsure(endpoint, unsure_isolating))
     if doubts:
         return Decision("unknown", (), "; ".join(dict.fromkeys(doubts)))
-    return Decision("denied", (), f"{_names(applying)} isolate{'s' * (len(applying) == 1)} "
+    return Decision("denied", (), f"{_names(isolating)} isolate{'s' * (len(isolating) == 1)} "
                     f"{endpoint.name} for {direction}; no rule allows it")
+
+
+def _unsure(endpoint: Peer, policies: list[Policy]) -> str:
+    return (f"labels of {endpoint.name} unknown: cannot tell whether {_names(policies)} "
+            f"select{'s' * (len(policies) == 1)} it")
 
 
 def rule_matches(rule: Rule, policy: Policy, peer: Peer, port: int | None,
@@ -95,9 +112,12 @@ def rule_matches(rule: Rule, policy: Policy, peer: Peer, port: int | None,
     peers = (True if rule.peers is None
              else _any(peer_matches(p, peer) for p in rule.peers))
     if peers is False:
-        return None if rule.undecided else False
+        # Only an undecided peer selector (toFQDNs, ...) may still select this peer.
+        return None if UNDECIDED_PEERS & set(rule.undecided) else False
     ports = (True if rule.ports is None
              else _any(port_matches(p, port, protocol, named_ports) for p in rule.ports))
+    if ports is False and protocol in _ICMP and "icmps" in rule.undecided:
+        ports = None  # the rule's ICMP types are not evaluated
     if peers and ports:
         return True
     if ports is False:
@@ -118,8 +138,11 @@ def peer_matches(rule: PeerRule, peer: Peer) -> bool | None:
             return True
         if "cluster" in rule.entities and not peer.in_world:
             return True
-        return peer.entity is not None and any(peer.entity in ENTITIES[e]
-                                               for e in rule.entities if e in ENTITIES)
+        # Every reserved label counts: the host may also be the kube-apiserver.
+        reserved = {k for s, k, _ in peer.labels or () if s == "reserved"}
+        if peer.entity is not None:
+            reserved.add(peer.entity)
+        return any(reserved & ENTITIES[e] for e in rule.entities if e in ENTITIES)
     return _pod_matches(rule, peer)
 
 
@@ -129,17 +152,29 @@ def _pod_matches(rule: PodPeer, peer: Peer) -> bool | None:
     if rule.namespaces is None and rule.namespace is not None \
             and peer.namespace != rule.namespace:
         return False
-    if peer.labels is None:
-        return None
-    if rule.namespaces is not None:
-        labels = peer.namespace_labels()
-        if labels is None or not rule.namespaces.matches(labels):
-            return False
-    return _selected(rule.pods, peer)
+    namespaces = True if rule.namespaces is None else _namespace_selected(rule.namespaces, peer)
+    if namespaces is False:
+        return False
+    pods = True if rule.pods is None else _selected(rule.pods, peer.labels)
+    if pods is False:
+        return False
+    return None if namespaces is None or pods is None else True
 
 
-def _selected(selector: Selector | None, peer: Peer) -> bool:
-    return selector is None or (peer.labels is not None and selector.matches(peer.labels))
+def _selected(selector: Selector, labels: Labels | None) -> bool | None:
+    """Whether `selector` matches `labels` (None: unknown labels; `{}` matches anyway)."""
+    if not selector.requirements:
+        return True
+    return None if labels is None else selector.matches(labels)
+
+
+def _namespace_selected(selector: Selector, peer: Peer) -> bool | None:
+    labels = peer.namespace_labels()
+    if labels is None and peer.namespace is not None \
+            and all(split_key(r.key)[1] == NAMESPACE_LABEL for r in selector.requirements):
+        # Without labels the namespace's name is still known, and it is all this one asks for.
+        labels = frozenset({("k8s", NAMESPACE_LABEL, peer.namespace)})
+    return _selected(selector, labels)
 
 
 def port_matches(rule: PortRule, port: int | None, protocol: str | None,

@@ -10,6 +10,7 @@ verdicts they could change `unknown`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,10 +196,14 @@ class Policy:
     part: int | None = None  # the index in a Cilium `specs` list
 
     @property
+    def full_name(self) -> str:
+        """`namespace/name` as users name a policy (cluster-wide: the name)."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
     def title(self) -> str:
-        """`namespace/name` as users name a policy (a `specs` entry gets its index)."""
-        name = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return name if self.part is None else f"{name}[{self.part}]"
+        """The full name; an entry of a Cilium `specs` list gets its index."""
+        return self.full_name if self.part is None else f"{self.full_name}[{self.part}]"
 
     def rules_for(self, direction: Direction) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.direction == direction)
@@ -222,7 +227,8 @@ class PolicySet:
         return len(self.policies)
 
     def titles(self) -> list[str]:
-        return list(dict.fromkeys(f"{p.title.split('[')[0]} ({p.kind})" for p in self.policies))
+        """Every policy once, as `namespace/name (Kind)`."""
+        return list(dict.fromkeys(f"{p.full_name} ({p.kind})" for p in self.policies))
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,9 +255,9 @@ def parse_policies(text: str, origin: str = "<policy>") -> list[Policy]:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
+        where = f" line {mark.line + 1}:" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise PolicyError(f"{origin}:{where}: not valid YAML: {problem}") from None
+        raise PolicyError(f"{origin}:{where} not valid YAML: {problem}") from None
     out: list[Policy] = []
     for number, doc in enumerate(documents, 1):
         if doc is None:
@@ -305,7 +311,8 @@ def _network_policy(spec: Mapping[str, Any], name: str, namespace: str | None,
         raise PolicyError(f"{where}: spec.podSelector: missing ({{}} selects every pod)")
     selector = _selector(spec["podSelector"], where, "spec.podSelector")
     types = spec.get("policyTypes")
-    if types is None:  # Kubernetes' default: Ingress, and Egress when egress rules are given
+    if types is None or types == []:  # Kubernetes' default: Ingress, and Egress when egress
+        # rules are given (it defaults an empty list too)
         enforces: set[Direction] = {"ingress"}
         if spec.get("egress"):
             enforces.add("egress")
@@ -320,12 +327,14 @@ def _network_policy(spec: Mapping[str, Any], name: str, namespace: str | None,
             rule = _mapping(raw, where, path)
             _known(rule, where, path, {peers_key, "ports"})
             peers = rule.get(peers_key)
-            rules.append(Rule(
+            parsed = Rule(
                 direction, i,  # type: ignore[arg-type]
                 None if not peers else tuple(
                     _np_peer(p, namespace, where, f"{path}.{peers_key}[{j}]")
                     for j, p in enumerate(_list(peers, where, f"{path}.{peers_key}"))),
-                _np_ports(rule.get("ports"), where, f"{path}.ports")))
+                _np_ports(rule.get("ports"), where, f"{path}.ports"))
+            if direction in enforces:  # rules of a type policyTypes leaves out do nothing
+                rules.append(parsed)
     return Policy(NETWORK_POLICY, name, namespace, selector, frozenset(enforces), tuple(rules),
                   where)
 
@@ -371,9 +380,14 @@ _CILIUM_PEERS = {
     "egress": ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities"),
 }
 # Allow-rule fields flowlens cannot decide from flows: a rule using them may allow more.
-_UNDECIDED = {"fromRequires", "toRequires", "toFQDNs", "toServices", "toGroups", "fromGroups",
-              "icmps", "fromNodes", "toNodes", "authentication"}
+_UNDECIDED = {"toFQDNs", "toServices", "toGroups", "fromGroups", "icmps", "fromNodes",
+              "toNodes", "authentication"}
+# Those of them that select peers (the others restrict or add ports: icmps).
+UNDECIDED_PEERS = frozenset({"toFQDNs", "toServices", "toGroups", "fromGroups", "fromNodes",
+                             "toNodes"})
+# Fields that narrow or deny what other rules allow: evaluating around them would be wrong.
 _REFUSED = {"ingressDeny", "egressDeny"}
+_REFUSED_IN_RULES = {"fromRequires", "toRequires"}
 
 
 def _cilium_policy(spec: Mapping[str, Any], kind: str, name: str, namespace: str | None,
@@ -393,11 +407,11 @@ def _cilium_policy(spec: Mapping[str, Any], kind: str, name: str, namespace: str
     enforces: set[Direction] = set()
     rules: list[Rule] = []
     for direction in DIRECTIONS:
-        if direction not in spec:
-            continue
-        if defaults.get(direction, True):
+        raws = _list(spec.get(direction), where, f"{label}.{direction}")
+        # Default deny where the policy has rules (an empty list is none), unless it says.
+        if defaults.get(direction, bool(raws)):
             enforces.add(direction)
-        for i, raw in enumerate(_list(spec[direction], where, f"{label}.{direction}")):
+        for i, raw in enumerate(raws):
             rules.append(_cilium_rule(raw, direction, i, namespace, where,
                                       f"{label}.{direction}[{i}]"))
     return Policy(kind, name, namespace, selector, frozenset(enforces), tuple(rules), where,
@@ -407,6 +421,10 @@ def _cilium_policy(spec: Mapping[str, Any], kind: str, name: str, namespace: str
 def _cilium_rule(raw: Any, direction: Direction, index: int, namespace: str | None, where: str,
                  path: str) -> Rule:
     rule = _mapping(raw, where, path)
+    refused = _REFUSED_IN_RULES & set(rule)
+    if refused:
+        raise PolicyError(f"{where}: {path}.{sorted(refused)[0]}: it narrows every rule of the "
+                          "selected pods and is not evaluated by flowlens")
     endpoints, cidrs, cidr_sets, entities = _CILIUM_PEERS[direction]
     _known(rule, where, path, {endpoints, cidrs, cidr_sets, entities, "toPorts"} | _UNDECIDED)
     undecided = tuple(sorted(_UNDECIDED & set(rule)))
@@ -434,11 +452,15 @@ def _cilium_rule(raw: Any, direction: Direction, index: int, namespace: str | No
         if unknown:
             raise PolicyError(f"{where}: {path}.{entities}: unknown entity {unknown[0]!r}")
         peers.append(EntityPeer(frozenset(str(e) for e in names)))
-    # A rule with only toPorts (or only undecided selectors) selects every peer... but a rule
-    # whose only selector is undecided selects no decidable peer.
-    any_peer = not given and not (set(undecided) - {"icmps", "authentication"})
-    return Rule(direction, index, None if any_peer else tuple(peers),
-                _cilium_ports(rule.get("toPorts"), where, f"{path}.toPorts"), undecided)
+    # Cilium: a rule with ports (toPorts or icmps) but no peer selector applies to every peer;
+    # a rule with neither selects nothing (`ingress: [{}]` is its documented default deny);
+    # a rule whose only selectors are undecided selects no decidable peer.
+    has_ports = bool(rule.get("toPorts")) or bool(rule.get("icmps"))
+    any_peer = not given and has_ports and not UNDECIDED_PEERS & set(undecided)
+    ports = _cilium_ports(rule.get("toPorts"), where, f"{path}.toPorts")
+    if ports is None and rule.get("icmps") and not rule.get("toPorts"):
+        ports = ()  # ICMP only: no TCP/UDP/SCTP port (the ICMP types are undecided)
+    return Rule(direction, index, None if any_peer else tuple(peers), ports, undecided)
 
 
 def _cilium_ports(raw: Any, where: str, path: str) -> tuple[PortRule, ...] | None:
@@ -468,15 +490,25 @@ def _cilium_ports(raw: Any, where: str, path: str) -> tuple[PortRule, ...] | Non
 # --- shared pieces ------------------------------------------------------------------------------
 
 def _port(protocol: str, port: Any, end_port: Any, where: str, path: str) -> PortRule:
+    named = isinstance(port, str) and not port.isdigit()
+    if end_port is not None and (port is None or named):
+        raise PolicyError(f"{where}: {path}.endPort: only with a numeric port")
     if port is None:
         return PortRule(protocol)
-    if isinstance(port, str) and not port.isdigit():
+    if named:
+        if not _PORT_NAME.fullmatch(port) or len(port) > 15:
+            raise PolicyError(f"{where}: {path}.port: {port!r} is not a port number or a port "
+                              "name (up to 15 lowercase letters, digits and '-')")
         return PortRule(protocol, name=port)
     number = _port_number(port, where, f"{path}.port")
     end = None if end_port is None else _port_number(end_port, where, f"{path}.endPort")
     if end is not None and end < number:
         raise PolicyError(f"{where}: {path}.endPort: {end} is below port {number}")
     return PortRule(protocol, number, end)
+
+
+# A named port (IANA service name): lowercase letters, digits and inner '-', one letter at least.
+_PORT_NAME = re.compile(r"(?=[a-z0-9-]*[a-z])[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def _port_number(value: Any, where: str, path: str) -> int:
