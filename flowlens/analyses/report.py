@@ -113,16 +113,16 @@ POLICY_PANELS: tuple[PanelSpec, ...] = (
               "verdict the given policies predict, with their flows"),
     PanelSpec("policy_would_break", "Would break: allowed now, denied by the policies",
               "Policy check", partial(PolicyCheck.ends, change="would_break"), "policy",
-              _ENDS + "observed allowed that the policies would deny"),
+              "connection ends observed allowed that the policies would deny"),
     PanelSpec("policy_newly_allowed", "Newly allowed: denied now, allowed by the policies",
               "Policy check", partial(PolicyCheck.ends, change="newly_allowed"), "policy",
-              _ENDS + "observed denied that the policies would allow"),
+              "connection ends observed denied that the policies would allow"),
     PanelSpec("policy_unknown", "Cannot tell", "Policy check",
               partial(PolicyCheck.ends, change="unknown"), "policy",
-              _ENDS + "whose observed or predicted verdict is unknown (reason says why)"),
+              "connection ends whose observed or predicted verdict is unknown (reason says why)"),
     PanelSpec("policy_unchanged", "Unchanged", "Policy check",
               partial(PolicyCheck.ends, change="unchanged"), "policy",
-              _ENDS + "that the policies would treat as they were treated"),
+              "connection ends the policies would treat as they were treated"),
 )
 
 

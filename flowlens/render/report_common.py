@@ -111,8 +111,11 @@ def header_facts(report: Report) -> list[tuple[str, str]]:
         ("anchor", anchor_text(report)),
         ("flows", f"{report.flows:,} ({verdict_totals(report)})"),
         ("lost events", f"{report.lost_events:,}"),
-        ("bucket", duration_text(report.bucket)),
     ]
+    if report.panels:  # the over-time panels' step; a policy check alone has none
+        facts.append(("bucket", duration_text(report.bucket)))
+    if report.policy is not None:
+        facts.append(("policies", ", ".join(report.policy.policies.titles())))
     return facts
 
 
