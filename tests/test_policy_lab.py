@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 import flowlens
 from flowlens import policy
 from flowlens.cli import main
+from flowlens.relay_server import ReplayData, ReplayRelay
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 LAB = str(SAMPLES / "lab.jsonpb")
@@ -258,3 +259,20 @@ def test_check_needs_a_policy() -> None:
     result = run("policy", "check", LAB)
     assert result.exit_code == 2
     assert "no policy given" in result.stderr
+
+
+def test_check_and_suggest_from_a_relay(phases: tuple[pd.Timestamp, pd.Timestamp]) -> None:
+    """No SOURCE: the flows hubble-relay holds over the window, as for `report`."""
+    until = until_first_policy(phases)
+    offline = json.loads(run("policy", "check", DENY, ALLOW, LAB, "--until", until,
+                             "--format", "json").stdout)
+    with ReplayRelay(ReplayData.from_sources(LAB), listen="127.0.0.1:0") as relay:
+        server = f"127.0.0.1:{relay.port}"
+        live = run("policy", "check", DENY, ALLOW, "--server", server, "--until", until,
+                   "--format", "json")
+        suggested = run("policy", "suggest", "--server", server, "--until", until,
+                        "--selector", "app=backend")
+    assert live.exit_code == 0, live.output
+    assert json.loads(live.stdout)["connections"] == offline["connections"]
+    assert suggested.exit_code == 0, suggested.output
+    assert "app: not-frontend" in suggested.stdout and "port: 8080" in suggested.stdout
