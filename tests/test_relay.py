@@ -406,3 +406,25 @@ def test_responses_built_from_dicts_round_trip() -> None:
     message = response_from_dict(orjson.loads(line))
     assert message.flow.uuid
     assert observer_pb2.GetFlowsResponse.FromString(message.SerializeToString()) == message
+
+
+def test_the_relay_command_serves_through_its_asyncio_server() -> None:
+    """`flowlens relay` runs grpc's asyncio server (the fixture above, the threaded one):
+    the same bytes come out of it, and it stops cleanly on SIGINT."""
+    listen = f"127.0.0.1:{_free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "flowlens", "relay", str(LAB), "--listen",
+                             listen], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "flowlens: serving 3,230 flows" in proc.stderr.readline()
+        result = CliRunner().invoke(main, ["tail", "--server", listen, "--all", "-o", "jsonpb"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == LAB.read_text()
+        dropped = CliRunner().invoke(main, ["tail", "--server", listen, "--verdict", "DROPPED",
+                                            "--first", "5", "-o", "jsonpb"])
+        assert [orjson.loads(line)["flow"]["verdict"] for line in dropped.stdout.splitlines()] \
+            == ["DROPPED"] * 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
