@@ -32,6 +32,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowlens import filters as _filters
+from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.errors import UsageError
@@ -277,6 +278,28 @@ def _interleave(indices: np.ndarray, payloads: list[bytes], lost: list[tuple[int
         yield payload
 
 
+def _masker(request: observer_pb2.GetFlowsRequest) -> Callable[[bytes], bytes] | None:
+    """With a field_mask (hubble observe sends one for its text formats), each flow keeps only
+    the masked paths, as Hubble's server does; the full flows are sent otherwise."""
+    mask = request.field_mask
+    if not request.HasField("field_mask") or not mask.paths:
+        return None
+    flow_message: Any = flow_pb2.Flow.DESCRIPTOR  # upb's descriptor type; the stubs want another
+    if not mask.IsValidForDescriptor(flow_message):
+        raise UsageError(f"invalid field_mask paths for flow.Flow: {', '.join(mask.paths)}")
+
+    def masked(payload: bytes) -> bytes:
+        response = observer_pb2.GetFlowsResponse.FromString(payload)
+        if not response.HasField("flow"):
+            return payload
+        kept = flow_pb2.Flow()
+        mask.MergeMessage(response.flow, kept)
+        response.flow.CopyFrom(kept)
+        return response.SerializeToString()
+
+    return masked
+
+
 # --- the service --------------------------------------------------------------------------
 
 
@@ -296,6 +319,14 @@ class _Observer:
     def responses(self, request: observer_pb2.GetFlowsRequest) -> Iterator[bytes | None]:
         """What GetFlows sends, in order; None means "nothing yet" (a follow stream waits a
         moment and asks again). UsageError for a request that cannot be served."""
+        masked = _masker(request)
+        if masked is None:
+            yield from self._responses(request)
+            return
+        for payload in self._responses(request):
+            yield None if payload is None else masked(payload)
+
+    def _responses(self, request: observer_pb2.GetFlowsRequest) -> Iterator[bytes | None]:
         plan = _plan(request, self.buffer)
         data = self.buffer.data
         yield self._connected()

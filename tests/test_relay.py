@@ -19,6 +19,7 @@ import orjson
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import flowlens
@@ -428,3 +429,37 @@ def test_the_relay_command_serves_through_its_asyncio_server() -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+# hubble observe v1.19.4's default mask for its text formats (spec §3.1).
+HUBBLE_TEXT_MASK = ["time", "verdict", "ethernet", "IP", "l4", "source.identity",
+                    "source.namespace", "source.pod_name", "destination.identity",
+                    "destination.namespace", "destination.pod_name", "Type", "node_name", "l7",
+                    "event_type", "source_service", "destination_service", "is_reply",
+                    "Summary", "ip_trace_id"]
+
+
+def test_field_mask_keeps_only_the_masked_paths(server: str) -> None:
+    channel = grpc.insecure_channel(server)
+    stub = observer_pb2_grpc.ObserverStub(channel)
+    request = observer_pb2.GetFlowsRequest(
+        number=50, first=True, field_mask=field_mask_pb2.FieldMask(paths=HUBBLE_TEXT_MASK))
+    flows = [r.flow for r in stub.GetFlows(request, timeout=10) if r.HasField("flow")]
+    full = [r.flow for r in stub.GetFlows(observer_pb2.GetFlowsRequest(number=50, first=True),
+                                          timeout=10) if r.HasField("flow")]
+    assert len(flows) == len(full) == 50
+    for masked, whole in zip(flows, full, strict=True):
+        assert masked.time == whole.time and masked.verdict == whole.verdict
+        assert masked.source.pod_name == whole.source.pod_name
+        assert masked.source.identity == whole.source.identity
+        assert not masked.source.labels and not masked.uuid and not masked.traffic_direction
+        assert masked.Summary == whole.Summary and masked.l4 == whole.l4
+    assert any(w.source.labels for w in full) and any(w.uuid for w in full)
+
+    bad = observer_pb2.GetFlowsRequest(number=1, field_mask=field_mask_pb2.FieldMask(
+        paths=["source.no_such_field"]))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.GetFlows(bad, timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "source.no_such_field" in (err.value.details() or "")
+    channel.close()
