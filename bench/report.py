@@ -3,8 +3,8 @@
 Generates N flows (flowlens.synth.generate_flows), writes them as hubble's jsonpb, then, in a
 fresh process so that memory figures start clean, measures:
 
-- ingest: `flowlens.read` of the jsonpb (time, and peak RSS above the process's baseline after
-  imports, since Arrow's allocations are invisible to tracemalloc);
+- ingest: `flowlens.read` of the jsonpb (time, and peak RSS above the RSS just before it, since
+  Arrow's allocations are invisible to tracemalloc);
 - analyses: `analyses.build_report` (time, and peak of the memory it allocates, by tracemalloc,
   in a second run so tracing does not slow the timed one);
 - HTML: writing the self-contained page (time, size with and without plotly.js, peak memory).
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,8 +44,25 @@ def write_flows(path: Path, n: int) -> None:
             out.write("\n".join(chunk) + "\n")
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> int:
+    """The RSS now, from which the peak (`_status("VmHWM")`) then counts (Linux only).
+
+    Not ru_maxrss: a child started by subprocess inherits its parent's peak there (the kernel
+    keeps the peak of the process image that exec replaced), so this benchmark's baseline was
+    the generating parent's peak and ingest peaks came out too low, or hidden (measured: a 14 MB
+    child of a 313 MB parent has ru_maxrss 313 MB). VmHWM is the child's own, and writing 5 to
+    clear_refs resets it to the RSS now."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS")
 
 
 def measure(path: Path, html: Path) -> dict[str, Any]:
@@ -59,11 +75,11 @@ def measure(path: Path, html: Path) -> dict[str, Any]:
     from flowlens.render.report_formats import write_report
 
     report_html._plotlyjs()  # plotly.js is read once per process; not part of a report
-    baseline = _peak_rss()
+    baseline = _reset_peak_rss()
     start = time.perf_counter()
     df = flowlens.read(path)
     ingest = time.perf_counter() - start
-    ingest_peak = _peak_rss() - baseline
+    ingest_peak = _status("VmHWM") - baseline
     frame = int(df.memory_usage(deep=True).sum())
 
     start = time.perf_counter()
