@@ -106,8 +106,9 @@ def read(source: Source | Iterable[Source], *, input_format: str | None = None,
     selection flags `since`, `until`, `first`, `last` (durations count back from the newest
     flow read)."""
     chosen = Filters.from_kwargs(**filters)
-    frame = _frame.concat(iter_frames(source, input_format=input_format, year=year,
-                                      strict=strict, report=report), consume=True)
+    options = ReadOptions(input_format=input_format, year=year, strict=strict,
+                          report=report or ReadReport())
+    frame = _frame.build_all(iter_batches(source, options))
     return select(chosen, frame) if filters else frame
 
 
@@ -115,12 +116,18 @@ def load(source: Source | Iterable[Source], options: ReadOptions,
          ) -> tuple[pd.DataFrame, list[dict[str, Any]] | None]:
     """One frame of everything, and the original records beside it when every source had them
     and `options.keep_raw` asked for them (to write hubble's jsonpb back unchanged)."""
-    frames: list[pd.DataFrame] = []
     raw: list[dict[str, Any]] | None = [] if options.keep_raw else None
-    for batch in iter_batches(source, options):
-        frames.append(_frame.build(batch))
-        if raw is not None and batch.raw is None:
-            raw = None
-        elif raw is not None and batch.raw is not None:
-            raw.extend(batch.raw)
-    return _frame.concat(frames), raw
+    complete = True
+
+    def batches() -> Iterator[FlowBatch]:
+        nonlocal complete
+        for batch in iter_batches(source, options):
+            if raw is not None and batch.raw is None:
+                complete = False
+                raw.clear()
+            elif raw is not None and complete and batch.raw is not None:
+                raw.extend(batch.raw)
+            yield batch
+
+    frame = _frame.build_all(batches())
+    return frame, raw if complete else None
