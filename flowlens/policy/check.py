@@ -11,15 +11,15 @@ change tells what holds now; `predicted` is what the given policies would decide
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from flowlens.policy.evaluate import decide, selects
-from flowlens.policy.model import Direction, PolicySet
+from flowlens.policy.model import DIRECTIONS, Direction, PolicySet
 from flowlens.policy.peers import Peer, peer
 
 CHANGES = ("would_break", "newly_allowed", "unknown", "unchanged")
@@ -78,22 +78,17 @@ def check(df: pd.DataFrame, policies: PolicySet,
           named_ports: Mapping[str, int] | None = None) -> PolicyCheck:
     """What `policies` (as if exactly these were applied) would do to each connection of
     `df`, next to what the flows observed."""
-    peers: dict[tuple[Any, ...], Peer] = {}
     ends: dict[tuple[str, str, Any, Any], dict[Direction, _End]] = {}
-    ends_peers: dict[tuple[str, str, Any, Any], tuple[Peer, Peer]] = {}
-    for row in _grouped(connection_requests(df)).itertuples(index=False):
-        values = [None if _missing(v) else v for v in row]
-        src = peers.setdefault(tuple(values[:5]), peer(*values[:5]))
-        dst = peers.setdefault(tuple(values[5:10]), peer(*values[5:10]))
+    peers: dict[tuple[str, str, Any, Any], tuple[Peer, Peer]] = {}
+    for seen in seen_ends(connection_requests(df)):
         # One pod, one connection: its IPv4 and IPv6 flows go together.
-        key = (src.name, dst.name, values[10], values[11])
-        ends_peers.setdefault(key, (src, dst))
-        seen_at, flows, outcome, at = row[len(KEY):]
-        for direction in _ENDS.get(seen_at, ("egress", "ingress")):
-            ends.setdefault(key, {}).setdefault(direction, _End()).add(int(flows), outcome, at)
+        key = (seen.src.name, seen.dst.name, seen.port, seen.protocol)
+        peers.setdefault(key, (seen.src, seen.dst))
+        for direction in seen.directions:
+            ends.setdefault(key, {}).setdefault(direction, _End()).add(seen)
     rows = []
     for key, by_direction in ends.items():
-        src, dst = ends_peers[key]
+        src, dst = peers[key]
         _, _, port, protocol = key
         for direction, end in by_direction.items():
             endpoint, other = (dst, src) if direction == "ingress" else (src, dst)
@@ -107,7 +102,34 @@ def check(df: pd.DataFrame, policies: PolicySet,
                          "observed": end.outcome or "unknown", "predicted": decision.verdict,
                          "change": _change(end.outcome or "unknown", decision.verdict),
                          "allowed_by": decision.allowed_by, "reason": decision.reason})
-    return PolicyCheck(_sorted(rows), policies, tuple(_notes(policies, peers.values())))
+    every_peer = [p for pair in peers.values() for p in pair]
+    return PolicyCheck(_sorted(rows), policies, tuple(_notes(policies, every_peer)))
+
+
+class Seen(NamedTuple):
+    """Requests of one connection as seen at `directions` (one end, or both when the flows
+    did not say), with the newest policy outcome among them and its time."""
+
+    src: Peer
+    dst: Peer
+    port: int | None
+    protocol: str | None
+    directions: tuple[Direction, ...]
+    flows: int
+    outcome: str
+    at: Any
+
+
+def seen_ends(requests: pd.DataFrame) -> Iterator[Seen]:
+    """`connection_requests` grouped by connection and traffic direction."""
+    peers: dict[tuple[Any, ...], Peer] = {}
+    for row in _grouped(requests).itertuples(index=False):
+        values = [None if _missing(v) else v for v in row]
+        src = peers.setdefault(tuple(values[:5]), peer(*values[:5]))
+        dst = peers.setdefault(tuple(values[5:10]), peer(*values[5:10]))
+        seen_at, flows, outcome, at = row[len(KEY):]
+        yield Seen(src, dst, values[10], values[11], _ENDS.get(seen_at, DIRECTIONS), int(flows),
+                   outcome, at)
 
 
 class _End:
@@ -118,10 +140,10 @@ class _End:
         self.outcome = ""
         self.at: Any = None
 
-    def add(self, flows: int, outcome: str, at: Any) -> None:
-        self.flows += flows
-        if outcome and (self.at is None or at > self.at):
-            self.outcome, self.at = outcome, at
+    def add(self, seen: Seen) -> None:
+        self.flows += seen.flows
+        if seen.outcome and (self.at is None or seen.at > self.at):
+            self.outcome, self.at = seen.outcome, seen.at
 
 
 def connection_requests(df: pd.DataFrame) -> pd.DataFrame:

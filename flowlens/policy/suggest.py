@@ -22,14 +22,14 @@ import pandas as pd
 import yaml
 
 from flowlens.errors import UsageError
-from flowlens.policy.check import KEY, connection_requests
+from flowlens.policy.check import connection_requests, seen_ends
 from flowlens.policy.model import (
     NAMESPACE_LABEL,
     Direction,
     Requirement,
     Selector,
 )
-from flowlens.policy.peers import Peer, peer
+from flowlens.policy.peers import Peer
 
 # Labels that tell pods apart rather than name their workload, or that Cilium adds itself.
 _NOT_WORKLOAD_PREFIXES = ("io.cilium.", "io.kubernetes.")
@@ -77,20 +77,13 @@ def suggest(df: pd.DataFrame, *, namespace: str | None = None,
     labels `selector` matches (all when None), in each of `directions`."""
     chosen = parse_selector(selector) if not isinstance(selector, Selector) else selector
     requests = connection_requests(df)
-    allowed = requests[requests["outcome"] == "allowed"]
-    grouped = allowed.groupby([*KEY, "traffic_direction"], observed=True, dropna=False,
-                              sort=False).size().reset_index()
     wanted: dict[tuple[Workload, Direction], dict[tuple[str, int], set[str]]] = defaultdict(
         lambda: defaultdict(set))
     terms: dict[str, dict[str, Any]] = {}
     notes: dict[str, None] = {}
-    for row in grouped.itertuples(index=False):
-        values = [None if pd.isna(v) else v for v in row]
-        src, dst = peer(*values[:5]), peer(*values[5:10])
-        port, protocol, seen_at = values[10], values[11], values[12]
-        for direction in directions:
-            if seen_at is not None and seen_at.lower() != direction:
-                continue
+    for seen in seen_ends(requests[requests["outcome"] == "allowed"]):
+        src, dst, port, protocol = seen.src, seen.dst, seen.port, seen.protocol
+        for direction in [d for d in directions if d in seen.directions]:
             pod, other = (dst, src) if direction == "ingress" else (src, dst)
             if not pod.is_pod or (namespace and pod.namespace != namespace):
                 continue
