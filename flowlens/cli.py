@@ -49,6 +49,20 @@ def input_options(f: F) -> F:
     return f
 
 
+def report_output_options(f: F) -> F:
+    """--format, -o and --plotlyjs, as `report` and `policy check` share them."""
+    for option in reversed([
+        click.option("--format", "fmt", default="text", show_default=True, metavar="FORMAT",
+                     help="html (self-contained page with charts), text, json or md."),
+        click.option("-o", "--output", "out", metavar="FILE",
+                     help="Write to FILE (default: standard output)."),
+        click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
+                     help="html: inline plotly.js (works offline) or load it from its CDN."),
+    ]):
+        f = option(f)
+    return f
+
+
 def _read_options(input_format: str | None, year: int | None, strict: bool,
                   keep_raw: bool = False) -> ReadOptions:
     return ReadOptions(input_format=input_format, year=year, strict=strict, keep_raw=keep_raw,
@@ -205,17 +219,12 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
 @main.command(cls=_filters.FilterCommand)
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @input_options
-@click.option("--format", "fmt", default="text", show_default=True, metavar="FORMAT",
-              help="html (self-contained page with charts), text, json or md.")
-@click.option("-o", "--output", "out", metavar="FILE", help="Write the report to FILE "
-              "(default: standard output).")
+@report_output_options
 @click.option("--top", default="10", show_default=True, metavar="N",
               help="Rows of the top-N panels (denied pods, ports, DNS queries...).")
 @click.option("--bucket", metavar="DURATION",
               help="Time bucket of the over-time panels, like 10s, 1m, 1h (default: from "
                    "the window).")
-@click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
-              help="html: inline plotly.js (works offline) or load it from its CDN.")
 @click.option("--policy", "policy_files", multiple=True, metavar="POLICY.yaml",
               help="Add what these policies would change (as `flowlens policy check`). "
                    "Repeatable.")
@@ -242,7 +251,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     if out is not None:
         _check_writable(out)
     policies = _policy.load_policies(policy_files) if policy_files else None
-    ports = _named_ports(named_ports)
+    ports = _policy.parse_named_ports(named_ports)
     options = _read_options(input_format, year, strict)
     built = _report_over(sources, options, connection, filters, top=rows, bucket=size,
                          policies=policies, named_ports=ports)
@@ -318,14 +327,9 @@ def policy() -> None:
 @policy.command("check", cls=_filters.FilterCommand)
 @click.argument("paths", nargs=-1, required=True, metavar="POLICY.yaml... [SOURCE]...")
 @input_options
-@click.option("--format", "fmt", default="text", show_default=True, metavar="FORMAT",
-              help="text, json, md or html.")
-@click.option("-o", "--output", "out", metavar="FILE",
-              help="Write to FILE (default: standard output).")
+@report_output_options
 @click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
               help="The port number of a named port the policies use. Repeatable.")
-@click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
-              help="html: inline plotly.js (works offline) or load it from its CDN.")
 @_live.connection_options
 @_filters.filter_options
 def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | None,
@@ -339,7 +343,7 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     stays. Kubernetes NetworkPolicy in full, CiliumNetworkPolicy in part (see the README)."""
     fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
     check_format(fmt, plotlyjs)
-    policy_paths, sources = split_policy_paths(paths)
+    policy_paths, sources = _policy.split_paths(paths)
     if not policy_paths:
         raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml) first")
     if filters.follow:
@@ -349,7 +353,8 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     policies = _policy.load_policies(policy_paths)
     options = _read_options(input_format, year, strict)
     built = _report_over(sources, options, connection, filters, panels=(), policies=policies,
-                         named_ports=_named_ports(named_ports), title="flowlens policy check")
+                         named_ports=_policy.parse_named_ports(named_ports),
+                         title="flowlens policy check")
     _warn_policy_notes(built)
     assert built.policy is not None
     _write([policy_json(built.policy)] if fmt == "json" else report_chunks(built, fmt, plotlyjs),
@@ -387,7 +392,8 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
     `flowlens policy check` of the result over the same flows changes nothing."""
     filters = _filters.Filters(since=since, until=until)
     chosen = _policy.parse_selector(selector)
-    directions = ("ingress", "egress") if direction == "both" else (direction,)
+    directions = _policy.DIRECTIONS if direction == "both" else (
+        "ingress" if direction == "ingress" else "egress",)
     if out is not None:
         _check_writable(out)
     options = _read_options(input_format, year, strict)
@@ -397,47 +403,13 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
     else:
         df = _relay_window(connection, filters)
     suggestion = _policy.suggest(df, namespace=namespace, selector=chosen,
-                                 directions=directions)  # type: ignore[arg-type]
+                                 directions=directions)
     for note in suggestion.notes:
         click.echo(f"flowlens: note: {note}", err=True)
     _write([suggestion.yaml()], out)
     click.echo(f"flowlens: {len(suggestion.policies)} policies from {len(df):,} flows",
                err=True)
     _report_bad_lines(options.report)
-
-
-_POLICY_SUFFIXES = (".yaml", ".yml")
-
-
-def split_policy_paths(paths: Iterable[str]) -> tuple[list[str], tuple[str, ...]]:
-    """POLICY.yaml... [SOURCE]...: YAML files, and folders holding only YAML files, are
-    policies; everything else is a flow source."""
-    policies, sources = [], []
-    for path in paths:
-        target = Path(path)
-        if target.suffix.lower() in _POLICY_SUFFIXES:
-            policies.append(path)
-        elif target.is_dir() and _yaml_folder(target):
-            policies += sorted(str(p) for p in target.iterdir()
-                               if p.suffix.lower() in _POLICY_SUFFIXES)
-        else:
-            sources.append(path)
-    return policies, tuple(sources)
-
-
-def _yaml_folder(folder: Path) -> bool:
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return bool(files) and all(p.suffix.lower() in _POLICY_SUFFIXES for p in files)
-
-
-def _named_ports(pairs: Iterable[str]) -> dict[str, int]:
-    out = {}
-    for pair in pairs:
-        name, _, number = pair.partition("=")
-        if not name or not number.isdigit() or not 1 <= int(number) <= 65535:
-            raise UsageError(f"invalid value {pair!r} for --named-port: want NAME=PORT")
-        out[name] = int(number)
-    return out
 
 
 def _warn_policy_notes(built: _analyses.Report) -> None:

@@ -9,13 +9,23 @@ connections in recorded flows, and suggest least-privilege policies from them.
 
 from flowlens.policy.check import CHANGES, CONNECTION_COLUMNS, PolicyCheck, check
 from flowlens.policy.evaluate import Decision, decide
-from flowlens.policy.model import Policy, PolicyError, PolicySet, load_policies, parse_policies
+from flowlens.policy.model import (
+    DIRECTIONS,
+    Policy,
+    PolicyError,
+    PolicySet,
+    load_policies,
+    parse_named_ports,
+    parse_policies,
+    split_paths,
+)
 from flowlens.policy.peers import Peer, peer
 from flowlens.policy.suggest import Suggestion, parse_selector, suggest
 
 __all__ = [
     "CHANGES",
     "CONNECTION_COLUMNS",
+    "DIRECTIONS",
     "Decision",
     "Peer",
     "Policy",
@@ -26,8 +36,10 @@ __all__ = [
     "check",
     "decide",
     "load_policies",
+    "parse_named_ports",
     "parse_policies",
     "parse_selector",
     "peer",
+    "split_paths",
     "suggest",
 ]

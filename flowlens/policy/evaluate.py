@@ -86,7 +86,7 @@ def decide(policies: Iterable[Policy], direction: Direction, endpoint: Peer, pee
     doubts: list[str] = []
     for policy, sure in [(p, True) for p in contributing] + [(p, False) for p in unsure]:
         for rule in policy.rules_for(direction):
-            hit = rule_matches(rule, policy, peer, port, protocol, named_ports or {})
+            hit = rule_matches(rule, peer, port, protocol, named_ports or {})
             if hit and sure:
                 allowed_by.append(f"{policy.title} {direction}[{rule.index}]")
             elif hit is not False:  # a rule that may allow, or one of a policy that may apply
@@ -107,7 +107,7 @@ def _unsure(endpoint: Peer, policies: list[Policy]) -> str:
             f"select{'s' * (len(policies) == 1)} it")
 
 
-def rule_matches(rule: Rule, policy: Policy, peer: Peer, port: int | None,
+def rule_matches(rule: Rule, peer: Peer, port: int | None,
                  protocol: str | None, named_ports: Mapping[str, int]) -> bool | None:
     peers = (True if rule.peers is None
              else _any(peer_matches(p, peer) for p in rule.peers))

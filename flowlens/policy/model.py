@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from flowlens.errors import InputError
+from flowlens.errors import InputError, UsageError
 
 Direction = Literal["ingress", "egress"]
 DIRECTIONS: tuple[Direction, ...] = ("ingress", "egress")
@@ -247,6 +247,41 @@ def load_policies(paths: str | Path | Iterable[str | Path]) -> PolicySet:
             raise PolicyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from e
         policies += parse_policies(text, str(path))
     return PolicySet(tuple(policies), tuple(str(p) for p in paths))
+
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+def split_paths(paths: Iterable[str]) -> tuple[list[str], tuple[str, ...]]:
+    """`POLICY.yaml... [SOURCE]...` apart: YAML files, and folders holding only YAML files
+    (their files, sorted), are policies; everything else is a flow source."""
+    policies, sources = [], []
+    for path in paths:
+        target = Path(path)
+        if target.suffix.lower() in POLICY_SUFFIXES:
+            policies.append(path)
+        elif target.is_dir() and _yaml_folder(target):
+            policies += sorted(str(p) for p in target.iterdir()
+                               if p.suffix.lower() in POLICY_SUFFIXES)
+        else:
+            sources.append(path)
+    return policies, tuple(sources)
+
+
+def _yaml_folder(folder: Path) -> bool:
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return bool(files) and all(p.suffix.lower() in POLICY_SUFFIXES for p in files)
+
+
+def parse_named_ports(pairs: Iterable[str]) -> dict[str, int]:
+    """`--named-port http=8080` values as a name -> port mapping; UsageError if malformed."""
+    out = {}
+    for pair in pairs:
+        name, _, number = pair.partition("=")
+        if not name or not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise UsageError(f"invalid value {pair!r} for --named-port: want NAME=PORT")
+        out[name] = int(number)
+    return out
 
 
 def parse_policies(text: str, origin: str = "<policy>") -> list[Policy]:
