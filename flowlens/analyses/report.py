@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Literal
 
 import numpy as np
@@ -172,8 +172,14 @@ class Report:
     top: int
     panels: tuple[Panel, ...]
     policy: PolicyCheck | None = None  # with --policy: what the policies would change
-    policy_panels: tuple[Panel, ...] = ()
     title: str = "flowlens report"
+
+    @cached_property
+    def policy_panels(self) -> tuple[Panel, ...]:
+        """The policy check's sections (none without one)."""
+        if self.policy is None:
+            return ()
+        return tuple(Panel(spec, spec.compute(self.policy)) for spec in POLICY_PANELS)
 
     @property
     def all_panels(self) -> tuple[Panel, ...]:
@@ -214,11 +220,8 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until)
     computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top)) for spec in panels)
     checked = None if policies is None else _check_policies(chosen, policies, named_ports)
-    policy_panels = () if checked is None else tuple(
-        Panel(spec, spec.compute(checked)) for spec in POLICY_PANELS)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
-                  traffic.verdicts(chosen), buckets.size, top, computed, checked,
-                  policy_panels, title)
+                  traffic.verdicts(chosen), buckets.size, top, computed, checked, title)
 
 
 def _selected(df: pd.DataFrame, filters: _filters.Filters,
