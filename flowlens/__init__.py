@@ -17,6 +17,7 @@ from flowlens.errors import (
     RelayError,
     UsageError,
 )
+from flowlens.frame.build import lost_events
 from flowlens.frame.schema import COLUMNS
 from flowlens.load import iter_frames, read
 from flowlens.sources.batch import ReadReport
@@ -31,6 +32,7 @@ __all__ = [
     "UsageError",
     "iter_frames",
     "iter_relay",
+    "lost_events",
     "read",
     "read_relay",
 ]

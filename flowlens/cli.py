@@ -171,7 +171,7 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     options = _read_options(input_format, year, strict, keep_raw=out.lower().endswith(".jsonpb"))
     df, raw = load(sources, options)
     write_frame(df, out, raw)
-    lost = df.attrs["lost_events"]
+    lost = df.attrs.get("lost_events", ())
     click.echo(f"flowlens: wrote {len(df)} flows and {len(lost)} lost-event records to {out}",
                err=True)
     _report_bad_lines(options.report)

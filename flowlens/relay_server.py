@@ -36,6 +36,7 @@ from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.errors import UsageError
+from flowlens.frame import lost_events, set_lost_events
 from flowlens.load import ReadOptions, Source, load
 from flowlens.render.records import flow_responses, lost_responses
 from flowlens.sources.files import expand
@@ -107,15 +108,15 @@ class ReplayData:
         """From a flows frame, with the original GetFlowsResponse dicts when known."""
         order = np.argsort(_nanos(df["time"]), kind="stable")
         if not np.array_equal(order, np.arange(len(df))):  # a ring buffer is in time order
-            lost_frame = df.attrs.get("lost_events")
+            lost_frame = lost_events(df)
             df = df.iloc[order].reset_index(drop=True)
-            df.attrs["lost_events"] = _reposition(lost_frame, df)
+            set_lost_events(df, _reposition(lost_frame, df))
             raw = [raw[i] for i in order] if raw is not None else None
         flow_dicts = raw if raw is not None else list(flow_responses(df))
         payloads = [response_from_dict(d).SerializeToString() for d in flow_dicts]
-        lost_rows = df.attrs.get("lost_events")
+        lost_rows = lost_events(df)
         lost = []
-        if lost_rows is not None and len(lost_rows):
+        if len(lost_rows):
             positions = lost_rows["position"].tolist()
             times = _nanos(lost_rows["time"])
             for pos, t, d in zip(positions, times, lost_responses(df), strict=True):
@@ -127,9 +128,9 @@ def _as_list(sources: Source | Iterable[Source]) -> list[Source]:
     return [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
 
 
-def _reposition(lost: pd.DataFrame | None, df: pd.DataFrame) -> pd.DataFrame | None:
+def _reposition(lost: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """Lost events placed by time among re-ordered flows."""
-    if lost is None or not len(lost):
+    if not len(lost):
         return lost
     lost = lost.copy()
     lost["position"] = np.searchsorted(_nanos(df["time"]), _nanos(lost["time"]), side="right")

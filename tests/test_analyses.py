@@ -13,7 +13,7 @@ import pytest
 import flowlens
 from flowlens import analyses as A
 from flowlens.errors import UsageError
-from flowlens.frame import build
+from flowlens.frame import build, lost_events
 from flowlens.sources.batch import FlowBatch
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -372,7 +372,7 @@ def test_lab_ports_dns_http_and_lost_events(lab: pd.DataFrame) -> None:
         np.quantile(latency, [0.5, 0.95, 0.99]).tolist())
     assert A.http_success_rate(lab)["success_rate"].iloc[0] == pytest.approx(
         (http["http_code"] < 500).mean())
-    assert A.total_lost_events(lab) == int(lab.attrs["lost_events"]["num_events_lost"].sum())
+    assert A.total_lost_events(lab) == int(lost_events(lab)["num_events_lost"].sum())
 
 
 def test_analyses_do_not_change_the_frame(lab: pd.DataFrame) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from flowlens.frame import build
+from flowlens.frame import build, lost_events
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import Opened
 from flowlens.sources.jsonpb import read_jsonpb
@@ -118,7 +118,7 @@ def _read(reader: Callable[[Opened, ReadReport], Iterator[FlowBatch]],
     for batch in reader(opened, report):
         frame = build(batch)
         flows += len(frame)
-        lost += len(frame.attrs["lost_events"])
+        lost += len(lost_events(frame))
     return flows, lost, report
 
 

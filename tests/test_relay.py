@@ -26,6 +26,7 @@ import flowlens
 from flowlens import filters as F
 from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
 from flowlens.cli import main
+from flowlens.frame import lost_events
 from flowlens.relay_server import HEALTH_SERVICE, ReplayData, ReplayRelay, parse_speed
 from flowlens.sources.protodict import response_from_dict
 
@@ -94,7 +95,7 @@ def test_filters_select_what_they_select_offline(server: str, lab: pd.DataFrame,
 def test_everything_arrives_as_it_was(server: str, lab: pd.DataFrame) -> None:
     got = flowlens.read_relay(server, all=True)
     pd.testing.assert_frame_equal(got, lab, check_categorical=False)
-    pd.testing.assert_frame_equal(got.attrs["lost_events"], lab.attrs["lost_events"],
+    pd.testing.assert_frame_equal(lost_events(got), lost_events(lab),
                                   check_categorical=False)
 
 
@@ -196,7 +197,7 @@ def test_lost_events_are_printed_and_reach_the_summary(server: str) -> None:
     result = CliRunner().invoke(main, ["tail", "--server", server, "--all"])
     assert result.exit_code == 0
     assert result.stdout.count(" EVENTS LOST: ") == 3
-    lost = flowlens.read(LAB).attrs["lost_events"]["num_events_lost"].sum()
+    lost = lost_events(flowlens.read(LAB))["num_events_lost"].sum()
     assert f"EVENTS LOST: {lost:,} in 3 records" in result.stderr
     assert "3,230 flows from" in result.stderr
 

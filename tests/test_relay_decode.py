@@ -12,6 +12,7 @@ import pytest
 import flowlens
 from flowlens import frame
 from flowlens._proto.observer import observer_pb2
+from flowlens.frame import lost_events
 from flowlens.render.jsonpb import encode_response
 from flowlens.render.live import go_duration, node_status_line
 from flowlens.sources.proto import NodeStatus, ProtoDecoder, decode_responses, merge_batches
@@ -40,7 +41,7 @@ def test_bytes_give_the_frame_jsonpb_gives(path: Path) -> None:
     payloads = [response_from_dict(orjson.loads(line)).SerializeToString() for line in lines]
     got = frame.build(decode_responses(payloads, chunk=97))  # several runs, merged
     pd.testing.assert_frame_equal(got, expected, check_categorical=False)
-    pd.testing.assert_frame_equal(got.attrs["lost_events"], expected.attrs["lost_events"],
+    pd.testing.assert_frame_equal(lost_events(got), lost_events(expected),
                                   check_categorical=False)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import flowlens
 from flowlens.errors import BadInputError, InputError
-from flowlens.frame import NAMES
+from flowlens.frame import NAMES, lost_events
 from flowlens.sources.batch import ReadReport
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -40,7 +40,7 @@ def test_every_declared_column_with_its_dtype(coverage: pd.DataFrame) -> None:
 def test_counts_flows_and_lost_events(coverage: pd.DataFrame) -> None:
     records = [json.loads(line) for line in _lines(COVERAGE)]
     assert len(coverage) == sum("flow" in r for r in records)
-    lost = coverage.attrs["lost_events"]
+    lost = lost_events(coverage)
     assert len(lost) == sum("lost_events" in r for r in records)
     assert lost["num_events_lost"].sum() == sum(
         int(r["lost_events"]["num_events_lost"]) for r in records if "lost_events" in r)
@@ -72,7 +72,7 @@ def test_legacy_bare_flows_and_json_array_read_the_same(tmp_path: Path,
         df = flowlens.read(path)
         pd.testing.assert_frame_equal(df.drop(columns=["time", "node"]),
                                       coverage.drop(columns=["time", "node"]))
-    assert len(flowlens.read(legacy).attrs["lost_events"]) == len(coverage.attrs["lost_events"])
+    assert len(lost_events(flowlens.read(legacy))) == len(lost_events(coverage))
 
 
 def test_camel_case_keys_are_accepted(tmp_path: Path, coverage: pd.DataFrame) -> None:
@@ -153,7 +153,7 @@ def test_streaming_batches_add_up_to_the_whole(coverage: pd.DataFrame) -> None:
     assert len(frames) > 5
     whole = flowlens.frame.concat(frames)
     pd.testing.assert_frame_equal(whole, coverage)
-    pd.testing.assert_frame_equal(whole.attrs["lost_events"], coverage.attrs["lost_events"])
+    pd.testing.assert_frame_equal(lost_events(whole), lost_events(coverage))
 
 
 def test_l7_fields_belong_to_their_protocol(coverage: pd.DataFrame) -> None:
@@ -173,8 +173,8 @@ def test_read_takes_hubble_filters_as_keywords(coverage: pd.DataFrame) -> None:
     assert denied["uuid"].tolist() == expected["uuid"].tolist()
     # Lost events kept: those between the first and the last selected flow.
     rows = expected.index.to_numpy()
-    at = coverage.attrs["lost_events"]["position"]
-    assert len(denied.attrs["lost_events"]) == ((at >= rows[0]) & (at <= rows[-1])).sum() > 0
+    at = lost_events(coverage)["position"]
+    assert len(lost_events(denied)) == ((at >= rows[0]) & (at <= rows[-1])).sum() > 0
     last = flowlens.read(COVERAGE, last=5)
     assert last["uuid"].tolist() == coverage.sort_values("time", kind="stable")["uuid"].tail(5).sort_index().tolist()
     streamed = flowlens.frame.concat(flowlens.iter_frames(COVERAGE, batch_size=300, verdict="DROPPED",
@@ -182,3 +182,16 @@ def test_read_takes_hubble_filters_as_keywords(coverage: pd.DataFrame) -> None:
     assert streamed["uuid"].tolist() == expected["uuid"].tolist()
     with pytest.raises(flowlens.UsageError, match="verdict"):
         flowlens.read(COVERAGE, verdict="nope")
+
+
+def test_every_pandas_export_works_on_a_frame_as_read(tmp_path: Path) -> None:
+    df = flowlens.read(Path(__file__).resolve().parents[1] / "samples" / "lab.jsonpb")
+    assert len(flowlens.lost_events(df)) == 3
+    df.to_parquet(tmp_path / "f.parquet")
+    df.to_pickle(tmp_path / "f.pkl")
+    df.to_csv(tmp_path / "f.csv")
+    df.to_json(tmp_path / "f.json", orient="records", lines=True)
+    # Parquet and pickle bring the lost events back with the flows.
+    for back in (pd.read_parquet(tmp_path / "f.parquet"), pd.read_pickle(tmp_path / "f.pkl")):
+        pd.testing.assert_frame_equal(flowlens.lost_events(back), flowlens.lost_events(df))
+    assert len(pd.read_csv(tmp_path / "f.csv")) == len(df)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from flowlens import load
-from flowlens.frame import build, concat
+from flowlens.frame import build, concat, lost_events
 from flowlens.sources.batch import ReadReport
 from flowlens.sources.files import Opened
 from flowlens.sources.text import read_text
@@ -223,8 +223,8 @@ def test_text_reads_as_its_jsonpb(rendering: Rendering) -> None:
 
 @pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
 def test_lost_events_read_as_in_jsonpb(rendering: Rendering) -> None:
-    text = _read_text(rendering)[0].attrs["lost_events"]
-    jsonpb = _read_jsonpb(rendering).attrs["lost_events"]
+    text = lost_events(_read_text(rendering)[0])
+    jsonpb = lost_events(_read_jsonpb(rendering))
     jsonpb["time"] = jsonpb["time"].dt.floor(rendering.precision)
     pd.testing.assert_frame_equal(
         _as_objects(text[LOST_COMPARED]), _as_objects(jsonpb[LOST_COMPARED]),
@@ -387,7 +387,7 @@ def test_lost_events_with_first_and_last_keep_their_place() -> None:
         + "Jan  1 00:20:36.567 EVENTS LOST: PERF_EVENT_RING_BUFFER CPU(0) 7\n"
     )
     frame, report = _read(text)
-    lost = frame.attrs["lost_events"]
+    lost = lost_events(frame)
     assert len(frame) == 4 and report.bad_lines == 0
     assert lost["position"].tolist() == [1, 4]
     assert lost["num_events_lost"].tolist() == [1, 7]
@@ -442,7 +442,7 @@ def test_dict_with_node_lines() -> None:
             row["traffic_direction"]) == \
         ("k8s1", "1.1.1.1", 8080, "DROPPED", "my-policy (CiliumNetworkPolicy)", "EGRESS")
     assert pd.isna(row["is_reply"]) and pd.isna(row["src_identity"])
-    lost = frame.attrs["lost_events"]
+    lost = lost_events(frame)
     assert lost[["node", "cpu", "num_events_lost", "position"]].values.tolist() == [["k8s2", 5, 1, 1]]
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from flowlens.analyses.labels import sort_largest
-from flowlens.frame import build_lost_events
+from flowlens.frame import lost_events as _lost_events
 
 
 def lost_event_records(df: pd.DataFrame) -> pd.DataFrame:
     """The lost-event records that travel with a frame (`frame.attrs["lost_events"]`)."""
-    lost = df.attrs.get("lost_events")
-    return build_lost_events([]) if lost is None else lost
+    return _lost_events(df)
 
 
 def lost_events(df: pd.DataFrame) -> pd.DataFrame:

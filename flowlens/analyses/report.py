@@ -17,7 +17,7 @@ import pandas as pd
 from flowlens import filters as _filters
 from flowlens.analyses import drops, l7, lost, traffic, unanswered
 from flowlens.analyses.buckets import Buckets, window_buckets
-from flowlens.frame import take
+from flowlens.frame import set_lost_events, take
 from flowlens.policy import PolicyCheck, PolicySet
 from flowlens.policy import check as _check_policies
 
@@ -212,7 +212,7 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     anchored_at = given.last_flow if anchor == "data" else (now or pd.Timestamp.now(tz="UTC"))
     since, until = _filters.time_window(filters, anchored_at)
     chosen = _selected(df, filters, anchored_at) if anchor == "data" else _all(df)
-    chosen.attrs["lost_events"] = _lost_within(chosen, since, until)
+    set_lost_events(chosen, _lost_within(chosen, since, until))
     first, last = _time_range(chosen)
     start = since if since is not None else (given.first_flow if anchor == "data" else first)
     end = until if until is not None else anchored_at

@@ -219,14 +219,46 @@ class _Columns:
                                       mask.values() if mask.array is not None else None)
         # copy=False: pandas 3 copies every column of a dict by default.
         frame = pd.DataFrame(data, columns=list(NAMES), copy=False)
-        frame.attrs["lost_events"] = build_lost_events(self.lost)
+        set_lost_events(frame, build_lost_events(self.lost))
         return frame
 
 
 def build_lost_events(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The typed lost-events frame of records (dicts keyed by LOST_EVENT_COLUMNS)."""
     size = len(records)
     data = {c.name: _column(c, [r.get(c.name) for r in records], size) for c in LOST_EVENT_COLUMNS}
     return pd.DataFrame(data, columns=[c.name for c in LOST_EVENT_COLUMNS])
+
+
+# Lost events travel in `frame.attrs["lost_events"]` as JSON values (times as RFC 3339 strings
+# with nanoseconds), so that every pandas export of a frame works: to_parquet writes attrs as
+# JSON (and read_parquet brings them back), to_pickle copies them.
+_LOST_TIMES = tuple(c.name for c in LOST_EVENT_COLUMNS if c.dtype.startswith("datetime"))
+
+
+def lost_events(df: pd.DataFrame) -> pd.DataFrame:
+    """The lost-event records that travel with a flows frame, as a typed frame (columns
+    LOST_EVENT_COLUMNS; `position` is the row of the first flow after each record)."""
+    return build_lost_events(df.attrs.get("lost_events") or [])
+
+
+def set_lost_events(df: pd.DataFrame, lost: pd.DataFrame | None) -> None:
+    """Attach lost-event records (a frame with LOST_EVENT_COLUMNS) to a flows frame."""
+    if lost is None or not len(lost):
+        df.attrs["lost_events"] = []
+        return
+    columns = {}
+    for c in LOST_EVENT_COLUMNS:
+        values = lost[c.name]
+        if c.name in _LOST_TIMES:
+            columns[c.name] = [None if pd.isna(t) else t.isoformat().replace("+00:00", "Z")
+                               for t in values]
+        elif c.dtype == "category":
+            columns[c.name] = [None if pd.isna(v) else str(v) for v in values]
+        else:
+            columns[c.name] = [None if pd.isna(v) else int(v) for v in values]
+    df.attrs["lost_events"] = [dict(zip(columns, row, strict=True))
+                               for row in zip(*columns.values(), strict=True)]
 
 
 def empty() -> pd.DataFrame:
@@ -243,14 +275,10 @@ def concat(frames: Iterable[pd.DataFrame], *, consume: bool = False) -> pd.DataF
         return empty()
     if len(frames) == 1:
         return frames[0]
-    lost_parts = []
+    lost: list[dict[str, Any]] = []
     offset = 0
     for f in frames:
-        lost = f.attrs.get("lost_events")
-        if lost is not None and len(lost):
-            lost = lost.copy()
-            lost["position"] = lost["position"] + offset
-            lost_parts.append(lost)
+        lost += [{**r, "position": r["position"] + offset} for r in f.attrs.get("lost_events", ())]
         offset += len(f)
     data = {}
     for c in COLUMNS:
@@ -268,20 +296,8 @@ def concat(frames: Iterable[pd.DataFrame], *, consume: bool = False) -> pd.DataF
             for f in frames:
                 del f[c.name]
     out = pd.DataFrame(data, columns=list(NAMES))
-    out.attrs["lost_events"] = _concat_lost(lost_parts)
+    out.attrs["lost_events"] = lost
     return out
-
-
-def _concat_lost(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    if not parts:
-        return build_lost_events([])
-    lost = pd.concat(parts, ignore_index=True)
-    for c in LOST_EVENT_COLUMNS:
-        if c.dtype == "category":  # categories differ between parts: pandas falls back to object
-            values = lost[c.name].astype(object)
-            lost[c.name] = pd.Categorical(values, categories=pd.Index(
-                list(dict.fromkeys(values.dropna())), dtype=object))
-    return lost
 
 
 def take(df: pd.DataFrame, rows: Any) -> pd.DataFrame:
@@ -289,14 +305,14 @@ def take(df: pd.DataFrame, rows: Any) -> pd.DataFrame:
     and the last of them (they say this stretch of data is incomplete), re-anchored."""
     positions = np.asarray(rows, dtype=np.int64)
     out = df.iloc[positions].reset_index(drop=True)
-    lost = df.attrs.get("lost_events")
-    if lost is not None and len(lost) and len(positions):
+    lost = lost_events(df)
+    if len(lost) and len(positions):
         at = lost["position"].to_numpy(dtype=np.int64)
         # A selection that reaches the end of the stream keeps the lost events after it too.
         end = len(df) if positions[-1] == len(df) - 1 else positions[-1]
         lost = lost[(at >= positions[0]) & (at <= end)].reset_index(drop=True)
         lost["position"] = np.searchsorted(positions, lost["position"].to_numpy(dtype=np.int64))
-        out.attrs["lost_events"] = lost
+        set_lost_events(out, lost)
     else:
-        out.attrs["lost_events"] = build_lost_events([])
+        set_lost_events(out, None)
     return out

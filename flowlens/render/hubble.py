@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowlens import _hubble as H
+from flowlens.frame import lost_events
 
 __all__ = ["TIME_FORMATS", "compact", "dict_", "format_time", "table", "time_format_name"]
 
@@ -318,8 +319,8 @@ def _node(df: pd.DataFrame) -> Texts:
 
 def _lost_events(df: pd.DataFrame, time_format: str) -> list[tuple[int, dict[str, str]]]:
     """(position, printed parts) of each lost-events record, in stream order."""
-    lost = df.attrs.get("lost_events")
-    if lost is None or len(lost) == 0:
+    lost = lost_events(df)
+    if len(lost) == 0:
         return []
     lost = lost.sort_values("position", kind="stable")
     times = format_time(lost["time"], time_format).tolist()

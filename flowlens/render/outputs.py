@@ -47,15 +47,13 @@ def write_frame(df: pd.DataFrame, path: str | Path,
                 raw: list[dict[str, Any]] | None = None) -> None:
     """Write one frame in the format the path's suffix names."""
     kind = output_kind(path)
-    lost = df.attrs.get("lost_events")
+    lost = df.attrs.get("lost_events", [])
     flows = df.copy()
     flows.attrs = {}
     if kind == "parquet":
         table = pa.Table.from_pandas(flows, preserve_index=False)
         meta = dict(table.schema.metadata or {})
-        if lost is not None:
-            meta[LOST_EVENTS_METADATA] = lost.to_json(orient="records", date_format="iso",
-                                                      date_unit="ns").encode()
+        meta[LOST_EVENTS_METADATA] = json.dumps(lost).encode()
         pq.write_table(table.replace_schema_metadata(meta), path)
     elif kind == "csv":
         flows.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")

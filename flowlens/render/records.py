@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from flowlens import _hubble as H
+from flowlens.frame import lost_events
 
 _TRACE_POINT_ENUM = (
     "TO_ENDPOINT", "TO_PROXY", "TO_HOST", "TO_STACK", "TO_OVERLAY", "FROM_ENDPOINT", "FROM_PROXY",
@@ -218,8 +219,8 @@ def flow_responses(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
 
 def lost_responses(df: pd.DataFrame) -> list[dict[str, Any]]:
     """A GetFlowsResponse dict for every lost-event record beside the frame."""
-    lost = df.attrs.get("lost_events")
-    return [_lost_dict(r) for r in lost.to_dict("records")] if lost is not None else []
+    rows: list[dict[str, Any]] = lost_events(df).to_dict("records")  # type: ignore[assignment]
+    return [_lost_dict(r) for r in rows]
 
 
 def responses(df: pd.DataFrame, flows: Iterable[dict[str, Any]] | None = None,
@@ -227,7 +228,7 @@ def responses(df: pd.DataFrame, flows: Iterable[dict[str, Any]] | None = None,
     """Every flow and lost-event record in stream order; `flows` (one per row, e.g. the
     records the frame was read from) replaces the ones rebuilt from rows."""
     lost = lost_responses(df)
-    positions = df.attrs["lost_events"]["position"].tolist() if lost else []
+    positions = [r["position"] for r in df.attrs.get("lost_events", ())]
     li = 0
     for i, flow in enumerate(flow_responses(df) if flows is None else flows):
         while li < len(lost) and positions[li] <= i:
