@@ -190,7 +190,7 @@ def test_every_pandas_export_works_on_a_frame_as_read(tmp_path: Path) -> None:
     df.to_parquet(tmp_path / "f.parquet")
     df.to_pickle(tmp_path / "f.pkl")
     df.to_csv(tmp_path / "f.csv")
-    df.to_json(tmp_path / "f.json", orient="records", lines=True)
+    df.to_json(tmp_path / "f.json", orient="records", lines=True, date_format="iso")
     # Parquet and pickle bring the lost events back with the flows.
     for back in (pd.read_parquet(tmp_path / "f.parquet"), pd.read_pickle(tmp_path / "f.pkl")):
         pd.testing.assert_frame_equal(flowlens.lost_events(back), flowlens.lost_events(df))
