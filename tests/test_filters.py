@@ -17,6 +17,7 @@ import click
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from shared_data import SHARED
 
 from flowlens import filters as F
 from flowlens.errors import UsageError
@@ -30,7 +31,6 @@ from flowlens.filters import (
 )
 from flowlens.load import read
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COVERAGE = SHARED / "reference-renderings" / "coverage.jsonl"
 LAB = SHARED / "reference-renderings" / "lab-small.jsonl"
 OTEL_HTTP = SHARED / "real-flows" / "hubble-otel" / "basic-sample-348-http-flows.json"

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from google.protobuf import json_format, timestamp_pb2
+from shared_data import SHARED
 
 from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
@@ -24,7 +25,6 @@ from flowlens.render.jsonpb import (
     encode_response_bytes,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RENDERINGS = SHARED / "reference-renderings"
 REAL_FLOWS = sorted((SHARED / "real-flows" / "hubble-otel").glob("*.json"))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from shared_data import SHARED
 
 from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
@@ -20,7 +21,6 @@ from flowlens._proto.peer import peer_pb2
 from flowlens._proto.relay import relay_pb2
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GENERATED = REPO / "flowlens" / "_proto"
 
 

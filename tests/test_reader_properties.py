@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from shared_data import SHARED
 
 from flowlens.frame import build, lost_events
 from flowlens.sources.batch import FlowBatch, ReadReport
@@ -24,7 +25,6 @@ from flowlens.sources.files import Opened
 from flowlens.sources.jsonpb import read_jsonpb
 from flowlens.sources.text import read_text
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "reference-renderings"
 REAL = SHARED / "real-flows"
 

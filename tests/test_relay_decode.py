@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
+from shared_data import SHARED
 
 import flowlens
 from flowlens import frame
@@ -19,7 +20,6 @@ from flowlens.sources.proto import NodeStatus, ProtoDecoder, decode_responses, m
 from flowlens.sources.protodict import message_to_dict, response_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 CAPTURES = [
     ROOT / "samples" / "lab.jsonpb",
     SHARED / "reference-renderings" / "coverage.hubble-jsonpb.jsonl",

@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from shared_data import SHARED
 
 from flowlens.load import read
 from flowlens.render.hubble import TIME_FORMATS, compact, dict_, format_time, table
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL = SHARED / "real-flows"
 OTEL = sorted((REAL / "hubble-otel").glob("*.json"))
 REFERENCE = SHARED / "reference-renderings"

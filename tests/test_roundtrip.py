@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from shared_data import SHARED
 
 from flowlens.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 TEXTS = [
     ROOT / "samples" / "lab.compact.txt",
     SHARED / "reference-renderings" / "coverage.compact.txt",

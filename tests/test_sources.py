@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_data import SHARED
 
 import flowlens
 from flowlens.errors import BadInputError, InputError
 from flowlens.frame import NAMES, lost_events
 from flowlens.sources.batch import ReadReport
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COVERAGE = SHARED / "reference-renderings" / "coverage.jsonl"
 REAL = sorted((SHARED / "real-flows" / "hubble-otel").glob("*.json"))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_data import SHARED
 
 from flowlens import load
 from flowlens.frame import build, concat, lost_events
@@ -24,7 +25,6 @@ from flowlens.sources.batch import ReadReport
 from flowlens.sources.files import Opened
 from flowlens.sources.text import read_text
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL = SHARED / "real-flows"
 REFERENCE = SHARED / "reference-renderings"
 
