@@ -172,7 +172,7 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     df, raw = load(sources, options)
     write_frame(df, out, raw)
     lost = df.attrs.get("lost_events", ())
-    click.echo(f"flowlens: wrote {len(df)} flows and {len(lost)} lost-event records to {out}",
+    click.echo(f"flowlens: wrote {len(df):,} flows and {len(lost):,} lost-event records to {out}",
                err=True)
     _report_bad_lines(options.report)
 

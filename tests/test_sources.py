@@ -195,3 +195,39 @@ def test_every_pandas_export_works_on_a_frame_as_read(tmp_path: Path) -> None:
     for back in (pd.read_parquet(tmp_path / "f.parquet"), pd.read_pickle(tmp_path / "f.pkl")):
         pd.testing.assert_frame_equal(flowlens.lost_events(back), flowlens.lost_events(df))
     assert len(pd.read_csv(tmp_path / "f.csv")) == len(df)
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def test_sources_of_different_formats_read_into_one_frame() -> None:
+    """jsonpb gives lost-event times as RFC 3339 text, hubble text as nanoseconds: together they
+    make one frame whose lost events keep their places and times."""
+    jsonpb, compact = SAMPLES / "lab.jsonpb", SAMPLES / "lab.compact.txt"
+    # A folder reads in name order: the compact text first.
+    for sources, parts in (([jsonpb, compact], [jsonpb, compact]), (SAMPLES, [compact, jsonpb])):
+        together = flowlens.read(sources)
+        alone = [flowlens.read(p) for p in parts]
+        assert len(together) == sum(len(f) for f in alone) == 2 * 3230
+        lost = lost_events(together)
+        second = lost_events(alone[1])
+        second["position"] += len(alone[0])
+        expected = pd.concat([lost_events(alone[0]), second], ignore_index=True)
+        assert len(lost) == 6
+        pd.testing.assert_frame_equal(lost.astype(str), expected.astype(str))
+        # The same capture in both formats: the text's times are the jsonpb's to the millisecond.
+        assert lost["time"][:3].dt.floor("ms").tolist() == lost["time"][3:].dt.floor("ms").tolist()
+
+
+def test_lost_event_times_of_any_source_form_build_one_frame() -> None:
+    from flowlens.frame import build_all
+    from flowlens.sources.batch import FlowBatch
+
+    record = {"source": "HUBBLE_RING_BUFFER", "num_events_lost": 2, "position": 0}
+    batches = [FlowBatch(columns={}, size=0, lost_events=[{**record, "time": t, "first": t}])
+               for t in ("2026-07-01T08:09:18.000295488Z", 1782893358000295488,
+                         "2026-07-01T10:09:18.000295488+02:00", None)]
+    lost = lost_events(build_all(batches))
+    stamp = pd.Timestamp("2026-07-01T08:09:18.000295488Z")
+    assert lost["time"].tolist()[:3] == [stamp] * 3 and pd.isna(lost["time"][3])
+    assert lost["first"].tolist()[:3] == [stamp] * 3

@@ -224,10 +224,22 @@ class _Columns:
 
 
 def build_lost_events(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The typed lost-events frame of records (dicts keyed by LOST_EVENT_COLUMNS)."""
+    """The typed lost-events frame of records (dicts keyed by LOST_EVENT_COLUMNS).
+
+    A record's times may be RFC 3339 strings or integer nanoseconds, as a batch's `time` column
+    (text readers and the relay give nanoseconds, jsonpb strings): records of different sources
+    come together here, each time read on its own."""
     size = len(records)
-    data = {c.name: _column(c, [r.get(c.name) for r in records], size) for c in LOST_EVENT_COLUMNS}
+    data = {c.name: _column(c, [_lost_value(c, r.get(c.name)) for r in records], size)
+            for c in LOST_EVENT_COLUMNS}
     return pd.DataFrame(data, columns=[c.name for c in LOST_EVENT_COLUMNS])
+
+
+def _lost_value(col: Column, value: Any) -> Any:
+    """A record's value in one type per column: times as integer nanoseconds since the epoch."""
+    if value is None or not col.dtype.startswith("datetime") or isinstance(value, int):
+        return value
+    return pd.Timestamp(value).value
 
 
 # Lost events travel in `frame.attrs["lost_events"]` as JSON values (times as RFC 3339 strings
