@@ -98,7 +98,7 @@ def main() -> None:
 @main.command(cls=_filters.FilterCommand)
 @click.option("--input-file", "input_files", multiple=True, metavar="SOURCE",
               help="Read flows from a file (plain or .gz), a folder, or - for stdin "
-                   "(jsonpb or hubble text). Repeatable.")
+                   "(jsonpb, hubble text or Parquet). Repeatable.")
 @input_options
 @click.option("-o", "--output", type=click.Choice(OUTPUTS, case_sensitive=False),
               default="compact", show_default=True, help="Output format, as hubble observe.")
@@ -167,7 +167,8 @@ def _render(df: pd.DataFrame, raw: list[dict[str, Any]] | None, fmt: str, time_f
 @input_options
 def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: int | None,
             strict: bool) -> None:
-    """Convert SOURCE... (jsonpb or hubble text, files, folders, -) into one OUT file."""
+    """Convert SOURCE... (jsonpb, hubble text or Parquet; files, folders, -) into one OUT
+    file."""
     options = _read_options(input_format, year, strict, keep_raw=out.lower().endswith(".jsonpb"))
     df, raw = load(sources, options)
     write_frame(df, out, raw)

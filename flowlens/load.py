@@ -71,6 +71,10 @@ def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
         from flowlens.sources.jsonpb import read_jsonpb
 
         return read_jsonpb(opened, options.report, options.batch_size, options.keep_raw)
+    if fmt == "parquet":
+        from flowlens.sources.parquet import read_parquet
+
+        return read_parquet(opened, options.batch_size)
     from flowlens.sources.text import read_text
 
     return read_text(opened, options.report, fmt, year=options.year,

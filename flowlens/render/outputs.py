@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowlens.errors import UsageError
+from flowlens.frame.arrow import to_table
 from flowlens.render.jsonpb import encode_response
 from flowlens.render.records import responses
+from flowlens.sources.parquet import LOST_EVENTS_METADATA
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl", ".jsonpb")
-# Key in the Parquet file's metadata holding the lost-event records as JSON.
-LOST_EVENTS_METADATA = b"flowlens.lost_events"
 
 
 def output_kind(path: str | Path) -> str:
@@ -51,10 +50,9 @@ def write_frame(df: pd.DataFrame, path: str | Path,
     flows = df.copy()
     flows.attrs = {}
     if kind == "parquet":
-        table = pa.Table.from_pandas(flows, preserve_index=False)
-        meta = dict(table.schema.metadata or {})
-        meta[LOST_EVENTS_METADATA] = json.dumps(lost).encode()
-        pq.write_table(table.replace_schema_metadata(meta), path)
+        table = to_table(flows)
+        pq.write_table(table.replace_schema_metadata({LOST_EVENTS_METADATA: json.dumps(lost)}),
+                       path)
     elif kind == "csv":
         flows.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
     elif kind == "jsonl":
@@ -63,8 +61,3 @@ def write_frame(df: pd.DataFrame, path: str | Path,
         with open(path, "w", encoding="utf-8") as out:
             write_lines(jsonpb_lines(df, raw), out)
 
-
-def lost_events_from_parquet(path: str | Path) -> list[dict[str, Any]]:
-    meta = pq.read_schema(path).metadata or {}
-    value = meta.get(LOST_EVENTS_METADATA)
-    return json.loads(value) if value else []

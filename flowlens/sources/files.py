@@ -15,11 +15,12 @@ from typing import Any, BinaryIO
 
 from flowlens.errors import InputError
 
-FORMATS = ("jsonpb", "compact", "dict", "table")
+FORMATS = ("jsonpb", "compact", "dict", "table", "parquet")
 # Names users may also type for a format.
 FORMAT_ALIASES = {"json": "jsonpb", "jsonl": "jsonpb", "tab": "table"}
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
 _COMPACT_START = re.compile(
     rb"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d{3}|\d{4}-\d\d-\d\d\S*|[A-Z][a-z]{2}, \d\d |N/A)"
 )
@@ -106,8 +107,11 @@ class _CheckedGzip(gzip.GzipFile):
 
 
 def detect_format(opened: Opened) -> str:
-    """Tell jsonpb from hubble's compact, dict and table text by the first bytes."""
+    """Tell jsonpb from hubble's compact, dict and table text, and Parquet, by the first
+    bytes."""
     head = opened.stream.peek(4096)[:4096]  # type: ignore[attr-defined]
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not start:
         raise InputError(f"{opened.name}: empty input")
