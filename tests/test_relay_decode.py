@@ -115,3 +115,67 @@ def test_status_line_redraws_in_place_and_clears() -> None:
 def test_read_relay_refuses_to_follow() -> None:
     with pytest.raises(ValueError, match="iter_relay"):
         flowlens.read_relay("127.0.0.1:1", follow=True)
+
+
+# A flow with every field the filters of issue 13 need (clusters, node labels, SNAT, encryption,
+# interface, trace context, HTTP headers), and one without any of them.
+_FILTER_FIELDS = [
+    {"flow": {
+        "time": "2026-07-01T08:00:00.5Z", "verdict": "FORWARDED",
+        "IP": {"source": "10.0.0.1", "source_xlated": "172.18.0.3", "destination": "1.1.1.1",
+               "ipVersion": "IPv4", "encrypted": True},
+        "l4": {"TCP": {"source_port": 40000, "destination_port": 80}},
+        "source": {"identity": 1234, "cluster_name": "east", "namespace": "default",
+                   "pod_name": "client"},
+        "destination": {"identity": 2, "cluster_name": "west"},
+        "Type": "L7", "node_name": "east/kind-worker",
+        "node_labels": ["kubernetes.io/hostname=kind-worker", "zone=a"],
+        "l7": {"type": "REQUEST", "http": {
+            "method": "GET", "url": "http://x/%2e%2e/a", "protocol": "HTTP/1.1",
+            "headers": [{"key": ":authority", "value": "x"}, {"key": "X-Id", "value": "a: b"}]}},
+        "event_type": {"type": 129}, "traffic_direction": "EGRESS",
+        "interface": {"index": 7, "name": "eth0"},
+        "trace_context": {"parent": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}},
+        "Summary": "HTTP/1.1 GET http://x/%2e%2e/a"},
+     "node_name": "east/kind-worker", "time": "2026-07-01T08:00:00.5Z"},
+    {"flow": {"time": "2026-07-01T08:00:01Z", "verdict": "DROPPED", "Type": "L3_L4",
+              "interface": {}, "event_type": {"type": 1, "sub_type": 133}},
+     "node_name": "kind-worker2", "time": "2026-07-01T08:00:01Z"},
+]
+_FILTER_COLUMNS = ["src_cluster", "dst_cluster", "node_labels", "src_ip_xlated", "encrypted",
+                   "interface", "interface_index", "trace_id", "http_headers"]
+
+
+def test_filter_fields_decode_alike_from_jsonpb_and_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "fields.jsonpb"
+    path.write_text("".join(orjson.dumps(r).decode() + "\n" for r in _FILTER_FIELDS))
+    from_jsonpb = flowlens.read(path)
+    payloads = [response_from_dict(r).SerializeToString() for r in _FILTER_FIELDS]
+    from_bytes = frame.build(decode_responses(payloads))
+    pd.testing.assert_frame_equal(from_bytes, from_jsonpb, check_categorical=False)
+    rows = from_jsonpb[_FILTER_COLUMNS].astype(object).where(from_jsonpb[_FILTER_COLUMNS].notna(),
+                                                             None).to_dict("records")
+    assert rows == [
+        {"src_cluster": "east", "dst_cluster": "west",
+         "node_labels": "kubernetes.io/hostname=kind-worker,zone=a",
+         "src_ip_xlated": "172.18.0.3", "encrypted": True, "interface": "eth0",
+         "interface_index": 7, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+         "http_headers": ":authority: x\nX-Id: a: b"},
+        {"src_cluster": None, "dst_cluster": None, "node_labels": None, "src_ip_xlated": None,
+         "encrypted": None, "interface": None, "interface_index": 0, "trace_id": None,
+         "http_headers": None},
+    ]
+
+
+def test_filter_fields_survive_the_frame_back_to_flows(tmp_path: Path) -> None:
+    from flowlens.render.records import flow_responses
+
+    path = tmp_path / "fields.jsonpb"
+    path.write_text("".join(orjson.dumps(r).decode() + "\n" for r in _FILTER_FIELDS))
+    df = flowlens.read(path)
+    again = frame.build(decode_responses(
+        [response_from_dict(r).SerializeToString() for r in flow_responses(df)]))
+    # Rows always get an IP message back (hubble names endpoints only for flows with one), so
+    # "no IP header" comes back as "not encrypted".
+    expected = df[_FILTER_COLUMNS].assign(encrypted=df["encrypted"].fillna(False))
+    pd.testing.assert_frame_equal(again[_FILTER_COLUMNS], expected, check_categorical=False)

@@ -47,6 +47,8 @@ def _endpoint(r: dict[str, Any], side: str) -> dict[str, Any]:
     ep: dict[str, Any] = {}
     if not _na(r[f"{side}_identity"]) and r[f"{side}_identity"]:
         ep["identity"] = int(r[f"{side}_identity"])
+    if not _na(r[f"{side}_cluster"]):
+        ep["cluster_name"] = r[f"{side}_cluster"]
     if not _na(r[f"{side}_namespace"]):
         ep["namespace"] = r[f"{side}_namespace"]
     if not _na(r[f"{side}_labels"]):
@@ -98,6 +100,8 @@ def _l7(r: dict[str, Any]) -> dict[str, Any] | None:
         for key in ("method", "url", "protocol"):
             if not _na(r[f"http_{key}"]):
                 http[key] = r[f"http_{key}"]
+        if not _na(r["http_headers"]):
+            http["headers"] = [_header(line) for line in r["http_headers"].split("\n")]
         l7["http"] = http
     elif proto == "dns":
         dns: dict[str, Any] = {}
@@ -116,6 +120,13 @@ def _l7(r: dict[str, Any]) -> dict[str, Any] | None:
     elif proto == "kafka":
         l7["kafka"] = {}
     return l7
+
+
+def _header(line: str) -> dict[str, str]:
+    """'Key: value' back to a header; the separator is searched after the first character, as
+    HTTP/2 pseudo-headers (':authority') start with a colon."""
+    at = line.find(": ", 1)
+    return {"key": line[:at], "value": line[at + 2:]} if at >= 0 else {"key": line, "value": ""}
 
 
 def _policies(value: Any) -> list[dict[str, str]]:
@@ -140,9 +151,12 @@ def flow_dict(r: dict[str, Any]) -> dict[str, Any]:
         f["auth_type"] = r["auth_type"]
     # hubble names endpoints only for flows with an IP message: keep one, even empty, when the
     # text showed pods but not their addresses.
-    ip = {k: r[c] for k, c in (("source", "src_ip"), ("destination", "dst_ip")) if not _na(r[c])}
+    ip = {k: r[c] for k, c in (("source", "src_ip"), ("source_xlated", "src_ip_xlated"),
+                               ("destination", "dst_ip")) if not _na(r[c])}
     if not _na(r["ip_version"]):
         ip["ipVersion"] = r["ip_version"]
+    if not _na(r["encrypted"]) and r["encrypted"]:
+        ip["encrypted"] = True
     f["IP"] = ip
     if (l4 := _l4(r)) is not None:
         f["l4"] = l4
@@ -152,6 +166,8 @@ def flow_dict(r: dict[str, Any]) -> dict[str, Any]:
     f["Type"] = "L7" if not _na(r["l7_type"]) else "SOCK" if etype == 7 else "L3_L4"
     if not _na(r["node"]):
         f["node_name"] = r["node"]
+    if not _na(r["node_labels"]):
+        f["node_labels"] = r["node_labels"].split(",")
     for col, key in (("src_names", "source_names"), ("dst_names", "destination_names")):
         if not _na(r[col]):
             f[key] = r[col].split(",")
@@ -180,6 +196,14 @@ def flow_dict(r: dict[str, Any]) -> dict[str, Any]:
         f["drop_reason_desc"] = r["drop_reason"]
     if not _na(r["is_reply"]):
         f["is_reply"] = bool(r["is_reply"])
+    if not _na(r["interface_index"]):
+        iface: dict[str, Any] = {"index": int(r["interface_index"])} if r["interface_index"] \
+            else {}
+        if not _na(r["interface"]):
+            iface["name"] = r["interface"]
+        f["interface"] = iface
+    if not _na(r["trace_id"]):
+        f["trace_context"] = {"parent": {"trace_id": r["trace_id"]}}
     if not _na(r["summary"]):
         f["Summary"] = r["summary"]
     if not _na(r["policies"]) and not _na(direction):

@@ -36,28 +36,31 @@ def _struct(**fields: pa.DataType) -> pa.StructType:
 
 _PORTS = _struct(source_port=_I, destination_port=_I)
 _ICMP = _struct(type=_I, code=_I)
-_ENDPOINT = _struct(identity=_I, namespace=_S, labels=pa.list_(_S), pod_name=_S,
-                    workloads=pa.list_(_struct(name=_S, kind=_S)))
+_ENDPOINT = _struct(identity=_I, cluster_name=_S, namespace=_S, labels=pa.list_(_S),
+                    pod_name=_S, workloads=pa.list_(_struct(name=_S, kind=_S)))
 _SERVICE = _struct(name=_S, namespace=_S)
 _POLICIES = pa.list_(_struct(name=_S, kind=_S))
 _FLOW = _struct(
     time=_S, uuid=_S, verdict=_S, drop_reason=_I, auth_type=_S,
-    IP=_struct(source=_S, destination=_S, ipVersion=_S),
+    IP=_struct(source=_S, source_xlated=_S, destination=_S, ipVersion=_S, encrypted=_B),
     l4=_struct(TCP=_struct(source_port=_I, destination_port=_I,
                            flags=_struct(**dict.fromkeys(H.TCP_FLAG_ORDER, _B))),
                UDP=_PORTS, ICMPv4=_ICMP, ICMPv6=_ICMP, SCTP=_PORTS,
                VRRP=_struct(type=_I), IGMP=_struct(type=_I)),
-    source=_ENDPOINT, destination=_ENDPOINT, Type=_S, node_name=_S,
+    source=_ENDPOINT, destination=_ENDPOINT, Type=_S, node_name=_S, node_labels=pa.list_(_S),
     source_names=pa.list_(_S), destination_names=pa.list_(_S),
     l7=_struct(type=_S, latency_ns=_S,
                dns=_struct(query=_S, ips=pa.list_(_S), rcode=_I, qtypes=pa.list_(_S),
                            observation_source=_S),
-               http=_struct(code=_I, method=_S, url=_S, protocol=_S),
+               http=_struct(code=_I, method=_S, url=_S, protocol=_S,
+                            headers=pa.list_(_struct(key=_S, value=_S))),
                kafka=_struct(topic=_S)),
     event_type=_struct(type=_I, sub_type=_I),
     source_service=_SERVICE, destination_service=_SERVICE,
     traffic_direction=_S, policy_match_type=_I, debug_capture_point=_S, sock_xlate_point=_S,
-    ip_trace_id=_struct(trace_id=_S), drop_reason_desc=_S, is_reply=_B, Summary=_S,
+    ip_trace_id=_struct(trace_id=_S), drop_reason_desc=_S, is_reply=_B,
+    interface=_struct(index=_I, name=_S), trace_context=_struct(parent=_struct(trace_id=_S)),
+    Summary=_S,
     ingress_allowed_by=_POLICIES, egress_allowed_by=_POLICIES,
     ingress_denied_by=_POLICIES, egress_denied_by=_POLICIES,
 )
@@ -353,6 +356,14 @@ def _renest(lists: pa.ListArray, items: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, items, mask=pc.is_null(lists))
 
 
+def _headers(arr: pa.Array) -> pa.Array:
+    """list<struct<key, value>> as 'Key: value' lines joined with '\n'."""
+    flat = pc.list_flatten(arr)
+    items = pc.binary_join_element_wise(pc.fill_null(_field(flat, "key"), ""),
+                                        pc.fill_null(_field(flat, "value"), ""), ": ")
+    return _joined(_renest(arr, items), "\n")
+
+
 def _policies(arr: pa.Array) -> pa.Array:
     """list<struct<name, kind>> as 'name (Kind)' joined with ', '."""
     flat = pc.list_flatten(arr)
@@ -411,6 +422,7 @@ def _side(f: pa.Array, key: str, port: pa.Array) -> dict[str, pa.Array]:
         pc.fill_null(_field(svc, "namespace"), ""), pc.fill_null(_field(svc, "name"), ""), "/"),
         pa.scalar(None, _S))
     return {
+        "cluster": _null_if_empty(_field(ep, "cluster_name")),
         "namespace": _null_if_empty(_field(ep, "namespace")),
         "pod": _null_if_empty(_field(ep, "pod_name")),
         "workload": _workloads(_field(ep, "workloads")),
@@ -493,6 +505,7 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
     columns: dict[str, Any] = {
         "time": _times(flows),
         "node": _null_if_empty(node),
+        "node_labels": _joined(_field(f, "node_labels")),
         "verdict": verdict,
         "drop_reason": desc,
         "drop_reason_code": code,
@@ -505,8 +518,13 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
     }
     for prefix, side in (("src", src), ("dst", dst)):
         columns.update({f"{prefix}_{k}": v for k, v in side.items()})
+    ip = _field(f, "IP")
+    iface = _field(f, "interface")
+    columns["src_ip_xlated"] = _null_if_empty(_field(ip, "source_xlated"))
     columns.update({
-        "ip_version": _field(f, "IP", "ipVersion"),
+        "ip_version": _field(ip, "ipVersion"),
+        "encrypted": pc.if_else(pc.is_valid(ip), pc.fill_null(_field(ip, "encrypted"), False),
+                                pa.scalar(None, _B)),
         "protocol": protocol,
         "tcp_flags": _tcp_flags(_field(l4, "TCP", "flags")),
         "icmp_type": icmp,
@@ -517,6 +535,7 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
         "http_code": pc.if_else(pc.and_(response, pc.is_valid(http)),
                                 pc.fill_null(_field(http, "code"), 0), none_i),
         "http_protocol": _field(http, "protocol"),
+        "http_headers": _headers(_field(http, "headers")),
         "dns_query": _field(dns, "query"),
         "dns_rcode": pc.if_else(pc.and_(response, pc.is_valid(dns)),
                                 pc.fill_null(_field(dns, "rcode"), 0), none_i),
@@ -526,6 +545,10 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
             pc.cast(_field(l7, "latency_ns"), pa.uint64()), 0), pa.scalar(None, pa.uint64())),
         "auth_type": pc.if_else(pc.equal(auth, "DISABLED"), pa.scalar(None, _S), auth),
         "ip_trace_id": _null_if_zero(trace_id),
+        "trace_id": _null_if_empty(_field(f, "trace_context", "parent", "trace_id")),
+        "interface": _null_if_empty(_field(iface, "name")),
+        "interface_index": pc.if_else(pc.is_valid(iface), pc.fill_null(_field(iface, "index"), 0),
+                                      pa.scalar(None, _I)),
         "policies": policies,
         "summary": summary,
         "uuid": _field(f, "uuid"),

@@ -89,11 +89,11 @@ def _joined(values: Iterable[str], sep: str = ",") -> str | None:
 
 
 def _endpoint(ep: Any) -> tuple[Any, ...]:
-    """(namespace, pod, workload, identity, labels) of an Endpoint, as the jsonpb reader
-    derives them."""
+    """(cluster, namespace, pod, workload, identity, labels) of an Endpoint, as the jsonpb
+    reader derives them."""
     workloads = _joined(f"{w.kind}/{w.name}" for w in ep.workloads)
-    return (ep.namespace or None, ep.pod_name or None, workloads, ep.identity,
-            _joined(ep.labels))
+    return (ep.cluster_name or None, ep.namespace or None, ep.pod_name or None, workloads,
+            ep.identity, _joined(ep.labels))
 
 
 def _service(svc: Any) -> str:
@@ -118,19 +118,21 @@ _SHAPE_COLUMNS = (
     "verdict", "drop_reason", "drop_reason_code", "event_type", "event_subtype", "event",
     "traffic_direction", "is_reply", "policy_match", "node", "ip_version", "protocol",
     "tcp_flags", "auth_type", "policies",
-    "src_namespace", "src_pod", "src_workload", "src_identity", "src_labels", "src_service",
-    "src_names",
-    "dst_namespace", "dst_pod", "dst_workload", "dst_identity", "dst_labels", "dst_service",
-    "dst_names", "summary", "icmp_type", "ip_trace_id",
+    "src_cluster", "src_namespace", "src_pod", "src_workload", "src_identity", "src_labels",
+    "src_service", "src_names",
+    "dst_cluster", "dst_namespace", "dst_pod", "dst_workload", "dst_identity", "dst_labels",
+    "dst_service", "dst_names", "summary", "icmp_type", "ip_trace_id",
+    "node_labels", "src_ip_xlated", "encrypted", "interface", "interface_index",
 )
 _SHAPE_TYPES = {"is_reply": pa.bool_(), "src_identity": pa.int64(), "dst_identity": pa.int64(),
-                "ip_trace_id": pa.uint64(),
+                "ip_trace_id": pa.uint64(), "encrypted": pa.bool_(),
+                "interface_index": pa.int64(),
                 "drop_reason_code": pa.int64(), "event_type": pa.int64(),
                 "event_subtype": pa.int64()}
 _SPARSE_COLUMNS = (
     "summary", "l7_type", "l7_protocol", "http_method", "http_url",
-    "http_code", "http_protocol", "dns_query", "dns_rcode", "dns_qtypes", "dns_ips",
-    "latency_ns",
+    "http_code", "http_protocol", "http_headers", "dns_query", "dns_rcode", "dns_qtypes",
+    "dns_ips", "latency_ns", "trace_id",
 )
 _SPARSE_TYPES = {"ip_trace_id": pa.uint64(), "latency_ns": pa.uint64(), "http_code": pa.int64(),
                  "dns_rcode": pa.int64()}
@@ -180,6 +182,9 @@ def _shape_values(f: Any, node: str, l7key: tuple[Any, ...] | None) -> tuple[Any
         _service(f.destination_service) if f.HasField("destination_service") else None,
         _joined(f.destination_names),
         summary, icmp, f.ip_trace_id.trace_id or None,  # rare: fine in the shape
+        _joined(f.node_labels), f.IP.source_xlated or None,
+        f.IP.encrypted if f.HasField("IP") else None,
+        f.interface.name or None, f.interface.index if f.HasField("interface") else None,
     )
 
 
@@ -247,6 +252,9 @@ class ProtoDecoder:
                 body.source_port = body.destination_port = 0
             f.ClearField("time")
             f.ClearField("uuid")
+            if f.HasField("trace_context"):  # per request: kept sparsely
+                sparse["trace_id"].append((row, f.trace_context.parent.trace_id or None))
+                f.ClearField("trace_context")
             l7key = None
             if f.HasField("l7"):
                 # L7 parts and summaries differ per flow; other summaries are few and stay in
@@ -349,7 +357,9 @@ def _l7(l7: Any, row: int, sparse: dict[str, list[tuple[int, Any]]]) -> tuple[An
     if record == "http":
         http = l7.http
         for col, value in (("http_method", http.method), ("http_url", http.url),
-                           ("http_protocol", http.protocol)):
+                           ("http_protocol", http.protocol),
+                           ("http_headers", _joined((f"{h.key}: {h.value}" for h in http.headers),
+                                                    "\n"))):
             if value:
                 sparse[col].append((row, value))
         if response:
