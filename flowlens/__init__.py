@@ -5,7 +5,7 @@
 """
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # grpc's C core would log TLS handshake failures itself; flowlens reports them in one line.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -21,6 +21,9 @@ from flowlens.frame.build import lost_events
 from flowlens.frame.schema import COLUMNS
 from flowlens.load import iter_frames, read
 from flowlens.sources.batch import ReadReport
+
+if TYPE_CHECKING:
+    from flowlens.live import iter_relay, read_relay
 
 __all__ = [
     "COLUMNS",

@@ -7,28 +7,38 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import pandas as pd
 
-from flowlens import analyses as _analyses
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
 from flowlens import frame as _frame
-from flowlens import policy as _policy
+from flowlens._lazy import lazy
 from flowlens.errors import FlowlensError, UsageError
 from flowlens.frame import take
-from flowlens.live import relay_stream
 from flowlens.load import ReadOptions, load
-from flowlens.render import hubble as _hubble_text
-from flowlens.render.outputs import jsonpb_lines, write_frame
-from flowlens.render.report_formats import check_format, report_chunks
-from flowlens.render.report_json import policy_json
 from flowlens.sources.batch import ReadReport
 from flowlens.sources.files import FORMATS
-from flowlens.sources.proto import merge_batches
-from flowlens.sources.relay import Connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flowlens import analyses as _analyses
+    from flowlens import live as _relay
+    from flowlens import policy as _policy
+    from flowlens.render import hubble as _hubble_text
+    from flowlens.render import outputs as _outputs
+    from flowlens.render import report_formats as _report_formats
+    from flowlens.render import report_json as _report_json
+    from flowlens.sources import proto as _proto
+    from flowlens.sources.relay import Connection
+else:  # each command loads what it uses: `flowlens --help` loads none of them
+    _analyses, _relay, _policy = lazy("flowlens.analyses"), lazy("flowlens.live"), \
+        lazy("flowlens.policy")
+    _hubble_text, _outputs = lazy("flowlens.render.hubble"), lazy("flowlens.render.outputs")
+    _report_formats = lazy("flowlens.render.report_formats")
+    _report_json, _proto = lazy("flowlens.render.report_json"), lazy("flowlens.sources.proto")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,7 +163,7 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
 def _render(df: pd.DataFrame, raw: list[dict[str, Any]] | None, fmt: str, time_format: str,
             node_name: bool, policy_names: bool, numeric: bool) -> Iterator[str]:
     if fmt == "jsonpb":
-        return jsonpb_lines(df, raw)
+        return _outputs.jsonpb_lines(df, raw)
     renderer = {"compact": _hubble_text.compact, "dict": _hubble_text.dict_,
                 "table": _hubble_text.table}[fmt]
     return renderer(df, time_format=time_format, node_name=node_name,
@@ -171,7 +181,7 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     file."""
     options = _read_options(input_format, year, strict, keep_raw=out.lower().endswith(".jsonpb"))
     df, raw = load(sources, options)
-    write_frame(df, out, raw)
+    _outputs.write_frame(df, out, raw)
     lost = df.attrs.get("lost_events", ())
     click.echo(f"flowlens: wrote {len(df):,} flows and {len(lost):,} lost-event records to {out}",
                err=True)
@@ -244,7 +254,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     --since/--until durations count back from the newest flow of the input (files) or from
     now (relay); hubble's filter flags select the flows."""
     fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
-    check_format(fmt, plotlyjs)
+    _report_formats.check_format(fmt, plotlyjs)
     size = _analyses.parse_bucket(bucket) if bucket is not None else None
     rows = _top(top)
     if filters.follow:
@@ -257,7 +267,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     built = _report_over(sources, options, connection, filters, top=rows, bucket=size,
                          policies=policies, named_ports=ports)
     _warn_policy_notes(built)
-    _write(report_chunks(built, fmt, plotlyjs), out)
+    _write(_report_formats.report_chunks(built, fmt, plotlyjs), out)
     if out is not None:
         click.echo(f"flowlens: wrote the {fmt} report of {built.flows:,} flows to {out}",
                    err=True)
@@ -281,8 +291,8 @@ def _relay_window(connection: Connection, filters: _filters.Filters) -> pd.DataF
     chosen = (filters.since, filters.until, filters.first, filters.last)
     if not filters.all and all(v is None for v in chosen):
         filters = dataclasses.replace(filters, all=True)
-    stream = relay_stream(connection, filters)
-    return _frame.build(merge_batches([decoded.batch for decoded in stream]))
+    stream = _relay.relay_stream(connection, filters)
+    return _frame.build(_proto.merge_batches([decoded.batch for decoded in stream]))
 
 
 def _top(text: str) -> int:
@@ -343,7 +353,7 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     predict and the rule that allows it; then what would break, what becomes allowed and what
     stays. Kubernetes NetworkPolicy in full, CiliumNetworkPolicy in part (see the README)."""
     fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
-    check_format(fmt, plotlyjs)
+    _report_formats.check_format(fmt, plotlyjs)
     policy_paths, sources = _policy.split_paths(paths)
     if not policy_paths:
         raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml) first")
@@ -358,7 +368,8 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
                          title="flowlens policy check")
     _warn_policy_notes(built)
     assert built.policy is not None
-    _write([policy_json(built.policy)] if fmt == "json" else report_chunks(built, fmt, plotlyjs),
+    _write([_report_json.policy_json(built.policy)] if fmt == "json"
+           else _report_formats.report_chunks(built, fmt, plotlyjs),
            out)
     summary = built.policy.summary
     click.echo(f"flowlens: {built.flows:,} flows, {len(built.policy.connections):,} connection "

@@ -8,23 +8,34 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-import pandas as pd
 
 from flowlens import filters as _filters
 from flowlens import frame as _frame
-from flowlens._proto.observer import observer_pb2
+from flowlens._lazy import lazy
 from flowlens.errors import UsageError
-from flowlens.live import relay_stream
 from flowlens.load import ReadOptions
-from flowlens.render import hubble as _hubble_text
-from flowlens.render import live as _live
-from flowlens.render.jsonpb import encode_message, encode_response_bytes
-from flowlens.sources.proto import DecodedBatch, merge_batches
-from flowlens.sources.protodict import message_to_dict
-from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection, FlowStream
+from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flowlens import live as _relay
+    from flowlens._proto.observer import observer_pb2
+    from flowlens.render import hubble as _hubble_text
+    from flowlens.render import jsonpb as _jsonpb
+    from flowlens.render import live as _live
+    from flowlens.sources import proto as _proto
+    from flowlens.sources import protodict as _protodict
+    from flowlens.sources.proto import DecodedBatch
+    from flowlens.sources.relay import FlowStream
+else:  # loaded by the commands that use them: `flowlens --help` needs none
+    pd, observer_pb2 = lazy("pandas"), lazy("flowlens._proto.observer.observer_pb2")
+    _relay, _hubble_text = lazy("flowlens.live"), lazy("flowlens.render.hubble")
+    _jsonpb, _live = lazy("flowlens.render.jsonpb"), lazy("flowlens.render.live")
+    _proto, _protodict = lazy("flowlens.sources.proto"), lazy("flowlens.sources.protodict")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,7 +94,7 @@ def connection_options(f: F) -> F:
 
 def _jsonpb_line(payload: bytes) -> bytes:
     message = observer_pb2.GetFlowsResponse.FromString(payload)
-    return encode_response_bytes(message_to_dict(message)) + b"\n"
+    return _jsonpb.encode_response_bytes(_protodict.message_to_dict(message)) + b"\n"
 
 
 class _Printer:
@@ -176,7 +187,7 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
                         policy_names=policy_names, numeric=numeric)
 
     keep = fmt == "jsonpb" or save is not None
-    stream = relay_stream(connection, filters, keep_payloads=keep)
+    stream = _relay.relay_stream(connection, filters, keep_payloads=keep)
     saver = _open_save(save)
     printer = _Printer(stream, fmt, render, saver, time_format)
     stream.on_event = printer.event
@@ -197,7 +208,8 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
             for decoded in decoded_all:
                 printer.node_status(decoded)
             payloads = [p for d in decoded_all for p in (d.payloads or [])] if keep else None
-            printer.write(_frame.build(merge_batches([d.batch for d in decoded_all])), payloads)
+            merged = _proto.merge_batches([d.batch for d in decoded_all])
+            printer.write(_frame.build(merged), payloads)
     except KeyboardInterrupt:
         interrupted = True
         stream.cancel()
@@ -233,7 +245,8 @@ def print_status(connection: Connection, output: str) -> None:
 
     status = server_status(connection, timeout=max(connection.timeout, 1.0))
     if output == "json":
-        click.echo(encode_message(message_to_dict(status), "observer.ServerStatusResponse"))
+        click.echo(_jsonpb.encode_message(_protodict.message_to_dict(status),
+                                          "observer.ServerStatusResponse"))
         return
     for line in _live.server_status_lines(status):
         sys.stdout.write(line)
@@ -244,7 +257,8 @@ def print_nodes(connection: Connection, output: str) -> None:
 
     response = get_nodes(connection, timeout=max(connection.timeout, 1.0))
     if output == "json":
-        click.echo(encode_message(message_to_dict(response), "observer.GetNodesResponse"))
+        click.echo(_jsonpb.encode_message(_protodict.message_to_dict(response),
+                                          "observer.GetNodesResponse"))
         return
     for line in _live.nodes_table(response.nodes):
         sys.stdout.write(line)

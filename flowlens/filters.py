@@ -28,19 +28,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlsplit
 
 import click
-import numpy as np
-import pandas as pd
-from google.protobuf import json_format
 
 from flowlens import _hubble as H
-from flowlens._proto.flow import flow_pb2
-from flowlens._proto.observer import observer_pb2
+from flowlens._lazy import lazy
 from flowlens.errors import UsageError
-from flowlens.frame import take
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from google.protobuf import json_format
+
+    from flowlens import frame as _frame
+    from flowlens._proto.flow import flow_pb2
+    from flowlens._proto.observer import observer_pb2
+else:  # loaded when first used: `flowlens --help` needs none of them
+    np, pd, json_format = lazy("numpy"), lazy("pandas"), lazy("google.protobuf.json_format")
+    _frame = lazy("flowlens.frame")
+    flow_pb2 = lazy("flowlens._proto.flow.flow_pb2")
+    observer_pb2 = lazy("flowlens._proto.observer.observer_pb2")
 
 __all__ = [
     "FLAGS",
@@ -928,7 +937,7 @@ def raw_filters_yaml(filters: Filters) -> str:
 # Back-end 2: the same filters over a flows frame.
 # ---------------------------------------------------------------------------------------------
 
-Bools = np.ndarray
+Bools: TypeAlias = "np.ndarray"
 
 # FlowFilter fields whose data a flows frame does not carry -> what is missing.
 RELAY_ONLY: dict[str, str] = {
@@ -1388,7 +1397,7 @@ def selected_rows(filters: Filters, df: pd.DataFrame,
 def select(filters: Filters, df: pd.DataFrame,
            newest: datetime | pd.Timestamp | None = None) -> pd.DataFrame:
     """The rows of `selected_rows`, in their order, lost events kept beside them."""
-    return take(df, selected_rows(filters, df, newest))
+    return _frame.take(df, selected_rows(filters, df, newest))
 
 
 # ---------------------------------------------------------------------------------------------

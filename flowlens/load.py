@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from flowlens import frame as _frame
+from flowlens._lazy import lazy
 from flowlens.errors import InputError, UsageError
 from flowlens.filters import Filters, select
 from flowlens.sources.batch import FlowBatch, ReadReport
@@ -17,6 +16,11 @@ from flowlens.sources.files import detect_format, expand, normalize_format, open
 
 Source = str | os.PathLike[str]
 DEFAULT_BATCH = 50_000
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 
 @dataclass

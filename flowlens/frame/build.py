@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from flowlens._lazy import lazy
 from flowlens.frame.schema import COLUMNS, LOST_EVENT_COLUMNS, NAMES, Column
 from flowlens.sources.batch import FlowBatch
 
-_STRING = pd.ArrowDtype(pa.string())
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # loaded by the first frame built: importing flowlens.frame (the schema) stays light
+    np, pd, pa, pc = lazy("numpy"), lazy("pandas"), lazy("pyarrow"), lazy("pyarrow.compute")
+
+
+@functools.cache
+def _string_dtype() -> Any:
+    return pd.ArrowDtype(pa.string())
 
 
 def _arrow(values: Any, dtype: str) -> pa.Array:
@@ -26,13 +34,17 @@ def _arrow(values: Any, dtype: str) -> pa.Array:
     if isinstance(first, list):
         return pc.binary_join(pa.array(values, type=pa.list_(pa.string())), ",")
     if first is None:
-        return pa.nulls(len(values), _ARROW_NULL_TYPES.get(dtype, pa.string()))
+        return pa.nulls(len(values), _null_type(dtype))
     return pa.array(values)
 
 
-_ARROW_NULL_TYPES = {"boolean": pa.bool_(), "datetime64[ns, UTC]": pa.timestamp("ns", tz="UTC")}
-for _name in ("Int16", "Int32", "Int64", "UInt16", "UInt32", "UInt64"):
-    _ARROW_NULL_TYPES[_name] = pa.int64()
+def _null_type(dtype: str) -> pa.DataType:
+    """The Arrow type of an all-null source column of this frame dtype."""
+    if dtype == "boolean":
+        return pa.bool_()
+    if dtype.startswith("datetime64"):
+        return pa.timestamp("ns", tz="UTC")
+    return pa.int64() if dtype[:3] in ("Int", "UIn") else pa.string()
 
 
 def _times(arr: pa.Array) -> pd.DatetimeIndex:
@@ -60,12 +72,12 @@ def _column(col: Column, values: Any, size: int) -> Any:
 
 def _source_array(col: Column, values: Any, size: int) -> pa.Array:
     if values is None:
-        values = pa.nulls(size, _ARROW_NULL_TYPES.get(col.dtype, pa.string()))
+        values = pa.nulls(size, _null_type(col.dtype))
     return _arrow(values, col.dtype)
 
 
 def _strings(arr: pa.Array) -> Any:
-    return pd.array(arr.cast(pa.string()), dtype=_STRING)
+    return pd.array(arr.cast(pa.string()), dtype=_string_dtype())
 
 
 _Numbers = tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any] | None"]
@@ -212,7 +224,7 @@ class _Columns:
             elif c.dtype == "string":
                 chunks = self.strings[c.name]
                 data[c.name] = pd.array(chunks[0] if len(chunks) == 1 else pa.chunked_array(
-                    chunks, type=pa.string()), dtype=_STRING)
+                    chunks, type=pa.string()), dtype=_string_dtype())
             else:
                 mask = self.masks[c.name]
                 data[c.name] = _typed(c.dtype, self.data[c.name].values(),

@@ -23,14 +23,23 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-import grpc.experimental
-
-from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
+from flowlens._lazy import lazy
 from flowlens.errors import RelayError, UsageError
-from flowlens.sources.proto import DecodedBatch, ProtoDecoder
+
+if TYPE_CHECKING:
+    import grpc
+    import grpc.experimental as grpc_experimental
+
+    from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
+    from flowlens.sources import proto as _proto
+    from flowlens.sources.proto import DecodedBatch
+else:  # loaded when a stream opens: Connection and the defaults serve the CLI's flags
+    grpc, grpc_experimental = lazy("grpc"), lazy("grpc.experimental")
+    observer_pb2 = lazy("flowlens._proto.observer.observer_pb2")
+    observer_pb2_grpc = lazy("flowlens._proto.observer.observer_pb2_grpc")
+    _proto = lazy("flowlens.sources.proto")
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -47,10 +56,9 @@ DEFAULT_SERVER = "localhost:4245"
 SERVER_ENV = "HUBBLE_SERVER"
 UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
 
-RETRYABLE = frozenset({
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN,
-})
+# Status codes (by name) after which a stream is reopened.
+RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED",
+                       "ABORTED", "UNKNOWN"})
 # Words in a status's details that mean the TLS layer failed: retrying cannot fix that.
 _TLS_WORDS = ("ssl", "tls", "handshake", "certificate", "x509")
 
@@ -150,7 +158,7 @@ def open_channel(conn: Connection) -> grpc.Channel:
     """A channel to the relay: TLS as asked, and the single-threaded streaming option that
     lets Python receive a busy stream at full speed."""
     options: list[tuple[str, Any]] = [
-        (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
+        (grpc_experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         # A deep receive window: the relay keeps sending while a run of flows is decoded.
         ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
@@ -306,7 +314,7 @@ class FlowStream:
         self.on_event = on_event or (lambda message: None)
         self.stats = StreamStats()
         self.server_version: str | None = None
-        self._decoder = ProtoDecoder()
+        self._decoder = _proto.ProtoDecoder()
         self._resume = _Resume()
         self._received = 0  # flows and lost events received (for bounded requests' number)
         self._cancelled = threading.Event()
@@ -386,7 +394,7 @@ class FlowStream:
                 if self._cancelled.is_set():
                     return
                 code = _code(err)
-                retryable = (code in RETRYABLE or code == grpc.StatusCode.CANCELLED) \
+                retryable = (code.name in RETRYABLE or code == grpc.StatusCode.CANCELLED) \
                     and not _is_tls_failure(err)
                 if not retryable:
                     raise RelayError(describe(self.conn, err)) from None
