@@ -114,7 +114,9 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
                 table = pj.read_json(pa.BufferReader(block), read_options=BLOCK_CHUNKS,
                                      parse_options=PARSE_OPTIONS,
                                      memory_pool=pa.system_memory_pool())
-                batch = _from_table(table, position, report) if _all_known(table) else None
+                batch = None
+                if _all_known(table) and _problem(table) is None:
+                    batch = _from_table(table, position, report)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
                 batch = None
             if batch is not None:
@@ -242,29 +244,94 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
             continue
         good.append((i, norm, orjson.dumps(norm)))
     table = _decode_block([line for _, _, line in good])
-    if table is None:  # some record has a field of the wrong type: find it, line by line
-        wrong = {i for i, _, line in good if _decode_block([line]) is None}
-        for i in sorted(wrong):
-            report.bad(where(i), "not a Hubble flow (a field has the wrong type)")
+    if isinstance(table, str):  # some record has a malformed field: find it, line by line
+        wrong = {}
+        for i, _, line in good:
+            alone = _decode_block([line])
+            if isinstance(alone, str):
+                wrong[i] = alone
+        for i, why in sorted(wrong.items()):
+            report.bad(where(i), f"not a Hubble flow ({why})")
         good = [g for g in good if g[0] not in wrong]
         table = _decode_block([line for _, _, line in good])
-    batch = _from_table(table if table is not None else SCHEMA.empty_table(), position, report)
+    batch = _from_table(table if not isinstance(table, str) else SCHEMA.empty_table(), position,
+                        report)
     if keep_raw:
         batch.raw = [norm for _, norm, _ in good if "flow" in norm]
     return batch
 
 
-def _decode_block(lines: list[bytes]) -> pa.Table | None:
-    """The lines decoded as one table, or None if one of them has a malformed field."""
+def _decode_block(lines: list[bytes]) -> pa.Table | str:
+    """The lines decoded as one table, or what is wrong with (the first of) them."""
     if not lines:
         return SCHEMA.empty_table()
     try:
         table = pj.read_json(io.BytesIO(b"\n".join(lines)), read_options=BLOCKS,
                              parse_options=PARSE_OPTIONS)
-        _times(table)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return table
+        return "a field has the wrong type"
+    return _problem(table) or table
+
+
+_UINT32 = (1 << 32) - 1
+_INT32 = 1 << 31
+# Numbers read, as (path in the table, what it is, lowest, highest): the range of the proto
+# field, narrowed to the frame column that holds it. Anything outside is a bad line, never wrapped.
+_RANGES = (
+    *((("flow", "l4", p, f"{side}_port"), f"{side} port", 0, 65535)
+      for p in sorted(H.PORT_PROTOCOLS) for side in ("source", "destination")),
+    *((("flow", "l4", p, k), f"{p} {k}", 0, _UINT32)
+      for p in ("ICMPv4", "ICMPv6") for k in ("type", "code")),
+    (("flow", "l4", "VRRP", "type"), "VRRP type", 0, _UINT32),
+    (("flow", "l4", "IGMP", "type"), "IGMP type", 0, _UINT32),
+    (("flow", "source", "identity"), "source identity", 0, _UINT32),
+    (("flow", "destination", "identity"), "destination identity", 0, _UINT32),
+    (("flow", "drop_reason"), "drop_reason", 0, 65535),
+    (("flow", "event_type", "type"), "event type", -(1 << 15), (1 << 15) - 1),
+    (("flow", "event_type", "sub_type"), "event sub type", -(1 << 15), (1 << 15) - 1),
+    (("flow", "policy_match_type"), "policy_match_type", 0, _UINT32),
+    (("flow", "l7", "http", "code"), "HTTP code", 0, (1 << 15) - 1),
+    (("flow", "l7", "dns", "rcode"), "DNS rcode", 0, (1 << 15) - 1),
+    (("lost_events", "cpu"), "lost-event cpu", -_INT32, _INT32 - 1),
+)
+# 64-bit numbers, which protojson writes as strings.
+_UINT64_TEXT = (
+    (("flow", "l7", "latency_ns"), "latency_ns"),
+    (("flow", "ip_trace_id", "trace_id"), "trace_id"),
+    (("lost_events", "num_events_lost"), "num_events_lost"),
+)
+_TIMES = ((("lost_events", "first"), "lost-event first"),
+          (("lost_events", "last"), "lost-event last"))
+_TIME_RANGE = "1677-09-21 to 2262-04-11"  # what datetime64[ns] holds
+
+
+def _problem(table: pa.Table) -> str | None:
+    """What is wrong with the first malformed or out-of-range value of the table, if any:
+    a number outside its field's range, a timestamp that is not RFC 3339 or outside what the
+    frame holds."""
+    try:
+        _times(table)
+    except pa.ArrowInvalid:
+        return f"time is not RFC 3339 from {_TIME_RANGE}"
+    columns = {name: table[name].combine_chunks() for name in ("flow", "lost_events")}
+    for path, what, low, high in _RANGES:
+        values = _field(columns[path[0]], *path[1:])
+        outside = pc.or_(pc.less(values, low), pc.greater(values, high))
+        if pc.any(outside).as_py():
+            bad = values.filter(pc.fill_null(outside, False))[0].as_py()
+            return f"{what} {bad} is outside {low}..{high}"
+    for path, what in _UINT64_TEXT:
+        values = _field(columns[path[0]], *path[1:])
+        try:
+            pc.cast(values, pa.uint64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return f"{what} is not a number from 0 to {(1 << 64) - 1}"
+    for path, what in _TIMES:
+        try:
+            pc.cast(_field(columns[path[0]], *path[1:]), pa.timestamp("ns", tz="UTC"))
+        except pa.ArrowInvalid:
+            return f"{what} is not RFC 3339 from {_TIME_RANGE}"
+    return None
 
 
 def _times(table: pa.Table) -> pa.Array:
