@@ -58,6 +58,8 @@ BAD_VALUES: list[tuple[str, Callable[[dict[str, Any]], bytes], str]] = [
      "source identity -5 is outside 0..4294967295"),
     ("event type", lambda f: _set(f, ("flow", "event_type", "type"), 70000),
      "event type 70000 is outside"),
+    ("interface index", lambda f: _set(f, ("flow", "interface"), {"index": -1, "name": "eth0"}),
+     "interface index -1"),
     ("drop reason", lambda f: _set(f, ("flow", "drop_reason"), 1 << 20), "drop_reason"),
     ("latency", lambda f: _set(f, ("flow", "l7"), {"type": "RESPONSE", "latency_ns": "-5",
                                                    "http": {"code": 200}}), "latency_ns"),

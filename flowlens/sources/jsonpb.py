@@ -290,6 +290,7 @@ _RANGES = (
     (("flow", "event_type", "type"), "event type", -(1 << 15), (1 << 15) - 1),
     (("flow", "event_type", "sub_type"), "event sub type", -(1 << 15), (1 << 15) - 1),
     (("flow", "policy_match_type"), "policy_match_type", 0, _UINT32),
+    (("flow", "interface", "index"), "interface index", 0, _UINT32),
     (("flow", "l7", "http", "code"), "HTTP code", 0, (1 << 15) - 1),
     (("flow", "l7", "dns", "rcode"), "DNS rcode", 0, (1 << 15) - 1),
     (("lost_events", "cpu"), "lost-event cpu", -_INT32, _INT32 - 1),
