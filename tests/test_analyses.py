@@ -90,11 +90,12 @@ def test_flows_by_type_labels_types_and_subtypes_as_the_metric() -> None:
     df = frame({"event_type": 4, "event_subtype": 0}, {"event_type": 4, "event_subtype": 3},
                {"event_type": 4, "event_subtype": 3}, {"event_type": 129, "l7_protocol": "http"},
                {"event_type": 1, "event_subtype": 133}, {"event_type": 5},
-               {"event_type": 200, "event_subtype": 1}, {"verdict": "FORWARDED"})
+               {"event_type": 200, "event_subtype": 1}, {"verdict": "FORWARDED"},
+               {"event_type": 7, "event_subtype": 2})  # trace-sock: no type of its own
     assert records(A.flows_by_type(df)) == [
         ("Trace", "to-stack", 2), ("Drop", "", 1), ("L7", "HTTP", 1),
         ("PolicyVerdict", "", 1), ("Trace", "to-endpoint", 1), ("Unknown", "", 1),
-        ("Unknown", "200", 1)]
+        ("Unknown", "200", 1), ("Unknown", "7", 1)]
 
 
 def test_flows_by_node_per_bucket() -> None:
@@ -180,10 +181,12 @@ def test_policy_verdicts_by_direction_match_and_action() -> None:
          "verdict": "FORWARDED", "src_identity": 1},  # host: skipped by the metric
         {"event_type": 129, "traffic_direction": "EGRESS", "l7_protocol": "dns",
          "verdict": "FORWARDED"},
+        {"event_type": 129, "traffic_direction": "EGRESS", "l7_protocol": "dns",
+         "verdict": "FORWARDED", "src_identity": 1},  # L7 from the host: counted
         {"event_type": 4, "verdict": "FORWARDED"},  # trace: no policy verdict
     )
     assert records(A.policy_verdicts(df)) == [
-        ("ingress", "l3-l4", "forwarded", 2), ("egress", "l7/dns", "forwarded", 1),
+        ("egress", "l7/dns", "forwarded", 2), ("ingress", "l3-l4", "forwarded", 2),
         ("egress", "none", "audit", 1), ("ingress", "none", "dropped", 1)]
 
 
@@ -316,6 +319,30 @@ def test_lab_top_denied_sources(lab: pd.DataFrame) -> None:
     got = A.top_denied_sources(lab)
     assert dict(records(got)) == names.value_counts().to_dict()
     assert got["source"].iloc[0].startswith("default/not-frontend-")
+
+
+def test_a_policy_verdict_without_drop_reason_takes_the_one_of_its_drop_event() -> None:
+    """hubble's text prints no reason on policy-verdict lines; the drop event of the same
+    packet (same peers, ports, protocol, within a second) has it."""
+    packet = {**pod("src", "a"), **pod("dst", "b"), "src_ip": None, "dst_ip": None,
+              "src_port": 40000, "dst_port": 8080, "protocol": "TCP", "verdict": "DROPPED"}
+    df = frame({**packet, "time": 1, "event_type": 5},
+               {**packet, "time": 1, "event_type": 1, "drop_reason_code": 181},
+               {**packet, "time": 9, "event_type": 5, "dst_port": 9090},  # no drop event
+               {**packet, "time": 9, "event_type": 1, "drop_reason_code": 133,
+                "src_port": 1})  # another packet
+    assert records(A.drop_reasons(df)) == [("POLICY_DENY", 2), ("DROP_REASON_UNKNOWN", 1),
+                                           ("POLICY_DENIED", 1)]
+    missing = A.missing_fields(df)
+    assert missing["missing"].iloc[0] == "drop reason of policy-verdict events"
+    assert missing["flows"].iloc[0] == 2
+    assert "1 without one count as DROP_REASON_UNKNOWN" in missing["effect"].iloc[0]
+
+
+def test_tcp_flags_of_flows_without_ip_count_under_an_unknown_family() -> None:
+    tcp = {"verdict": "FORWARDED", "protocol": "TCP", "tcp_flags": "SYN"}
+    df = frame({**tcp, "ip_version": "IPv4"}, tcp)
+    assert records(A.tcp_flags(df)) == [("IPv4", "SYN", 1), ("unknown", "SYN", 1)]
 
 
 def test_lab_policy_verdicts(lab: pd.DataFrame) -> None:

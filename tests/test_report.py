@@ -164,3 +164,60 @@ def test_output_file_and_message(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout == ""
     assert f"wrote the json report of 3,230 flows to {out}" in result.stderr
     assert json.loads(out.read_text())["flows"] == 3230
+
+
+def _frontend(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["source"].startswith("default/frontend-")]
+
+
+@pytest.mark.parametrize("selection", [
+    ("--from-pod", "default/frontend"), ("--pod", "default/frontend"),
+    ("--to-pod", "default/backend"), ("--from-pod", "default/frontend", "--verdict", "FORWARDED"),
+])
+def test_a_filter_selects_requests_without_hiding_their_answers(
+        lab_json: dict[str, Any], selection: tuple[str, ...]) -> None:
+    """The answers to the selected requests come from every flow read: frontend's missing
+    SYN-ACKs, DNS responses and HTTP latency are the same however frontend was selected."""
+    doc = json.loads(run(LAB, "--format", "json", *selection).stdout)
+    assert _frontend(doc["syns_without_syn_ack"]) == _frontend(lab_json["syns_without_syn_ack"])
+    assert sum(r["syns"] for r in _frontend(doc["syns_without_syn_ack"])) == 23
+    assert doc["dns_queries_without_response"] == []
+    assert doc["echo_requests_without_reply"] == []
+    if "--to-pod" not in selection:
+        frontend = json.loads(run(LAB, "--format", "json", "--to-pod", "default/frontend",
+                                  "--type", "l7").stdout)
+        assert doc["http_latency"] == frontend["http_latency"]
+        assert doc["http_latency"][0]["responses"] == 51
+
+
+def test_a_text_capture_counts_as_its_jsonpb_and_says_what_it_could_not_carry(
+        lab_json: dict[str, Any]) -> None:
+    doc = json.loads(run(str(SAMPLES / "lab.compact.txt"), "--format", "json").stdout)
+    def without_times(value: Any) -> Any:  # text has milliseconds
+        if not isinstance(value, list):
+            return value
+        return [{k: v for k, v in r.items() if k not in ("first", "last")} for r in value]
+
+    for key in ("verdicts", "drop_reasons", "top_denied_sources", "top_denied_destinations",
+                "syns_without_syn_ack", "flows_by_type"):
+        assert without_times(doc[key]) == without_times(lab_json[key]), key
+
+    def by_flag(rows: list[dict[str, Any]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in rows:
+            out[r["flag"]] = out.get(r["flag"], 0) + r["flows"]
+        return out
+
+    assert by_flag(doc["tcp_flags"]) == by_flag(lab_json["tcp_flags"])
+    missing = {m["missing"]: m["flows"] for m in doc["input"]["missing"]}
+    assert missing == {"drop reason of policy-verdict events": 284,
+                       "traffic direction of policy-verdict and L7 events": 908,
+                       "L4 protocol of L7 events": 908,
+                       "IP addresses (pod names instead) of TCP flows": 1417,
+                       "node names": 3230}
+    assert lab_json["input"]["missing"] == []
+    text = run(str(SAMPLES / "lab.compact.txt")).stdout
+    assert "DROP_REASON_UNKNOWN" not in text
+    header = " ".join(text.split("== ", 1)[0].split())
+    assert ("Not in the input: - drop reason of policy-verdict events (284 flows): Drop Reason "
+            "and the denied pods take the reason of the drop event of the same packet.") in header

@@ -12,6 +12,7 @@ that panel's metric does (../shared/spec/dashboards.md); its docstring names the
 """
 
 from flowlens.analyses.buckets import Buckets, choose_bucket, parse_bucket, time_buckets
+from flowlens.analyses.coverage import missing_fields
 from flowlens.analyses.drops import (
     drop_reasons,
     drop_reasons_over_time,
@@ -49,7 +50,7 @@ __all__ = [
     "dns_queries_without_response", "drop_reasons", "drop_reasons_over_time",
     "echo_requests_without_reply", "flows_by_node", "flows_by_type", "forwarded_vs_dropped",
     "http_latency", "http_requests", "http_responses", "http_success_rate", "lost_events",
-    "parse_bucket", "policy_verdicts", "protocols", "syns_without_syn_ack", "tcp_flags",
-    "time_buckets", "top_denied_destinations", "top_denied_sources",
+    "missing_fields", "parse_bucket", "policy_verdicts", "protocols", "syns_without_syn_ack",
+    "tcp_flags", "time_buckets", "top_denied_destinations", "top_denied_sources",
     "top_destination_ports", "top_dns_queries", "total_lost_events", "verdicts",
 ]

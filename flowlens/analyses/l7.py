@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from flowlens.analyses.labels import add_up, count, dns_rcode_name, is_, relabel, rows
+from flowlens.analyses.unanswered import answered_requests, flows_with_ends
 
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 
@@ -56,12 +57,27 @@ def http_responses(df: pd.DataFrame) -> pd.DataFrame:
     return counted
 
 
-def http_latency(df: pd.DataFrame) -> pd.DataFrame:
+def http_latency(df: pd.DataFrame, selected: np.ndarray | None = None) -> pd.DataFrame:
     """HTTP > **Request duration p50 / p95 / p99** (`histogram_quantile` over
     `hubble_http_request_duration_seconds`, observed on responses from `latency_ns`): exact
-    quantiles of the responses' latency. Columns: quantile (p50, p95, p99), seconds, responses."""
-    latency = _l7(df, "http", "RESPONSE", ["latency_ns"])["latency_ns"].dropna()
-    seconds = latency.to_numpy(dtype=np.float64) / 1e9
+    quantiles of the responses' latency. With `selected`, the exchanges whose response or
+    request is selected (a response answers the latest request before it on its connection),
+    so that selecting a client's requests keeps the server's responses.
+    Columns: quantile (p50, p95, p99), seconds, responses."""
+    http = is_(df, "l7_protocol", "http")
+    if selected is None:
+        responses = rows(df, http & is_(df, "l7_type", "RESPONSE"), ["latency_ns"])
+    else:
+        responses = flows_with_ends(df, http & is_(df, "l7_type", "RESPONSE"),
+                                    ["time", "src_port", "dst_port", "latency_ns"])
+        requests = flows_with_ends(df, http & is_(df, "l7_type", "REQUEST"),
+                                   ["time", "src_port", "dst_port"])
+        asked = answered_requests(requests, responses)
+        answered = asked >= 0
+        chosen = selected[http & is_(df, "l7_type", "RESPONSE")].copy()
+        chosen[answered] |= selected[http & is_(df, "l7_type", "REQUEST")][asked[answered]]
+        responses = responses[chosen]
+    seconds = responses["latency_ns"].dropna().to_numpy(dtype=np.float64) / 1e9
     values = (np.quantile(seconds, LATENCY_QUANTILES) if len(seconds)
               else [np.nan] * len(LATENCY_QUANTILES))
     return pd.DataFrame({

@@ -17,7 +17,7 @@ from flowlens import _hubble as H
 
 # hubble_flows_processed_total `type` by monitor event type; anything else is "Unknown".
 FLOW_TYPES: dict[int, str] = {1: "Drop", 3: "Capture", 4: "Trace", 5: "PolicyVerdict",
-                              7: "Sock", 129: "L7"}
+                              129: "L7"}
 # The `protocol` / `subtype` label of L7 flows.
 L7_PROTOCOLS: dict[str, str] = {"dns": "DNS", "http": "HTTP", "kafka": "Kafka"}
 # hubble_dns_responses_total `rcode`.
@@ -97,6 +97,29 @@ def peer_name(namespace: Any, pod: Any, identity: Any, ip: Any) -> str:
 def given(value: Any) -> bool:
     """Not None, NA or empty."""
     return value is not None and not pd.isna(value) and value != ""
+
+
+def endpoint(frame: pd.DataFrame, side: str) -> np.ndarray:
+    """Who one side of each flow is, to pair a packet with another: its IP, or `namespace/pod`
+    where the input names the pod instead (hubble's text prints names). `frame` has the side's
+    peer columns."""
+    ips = objects(frame[f"{side}_ip"])
+    unnamed = np.flatnonzero(frame[f"{side}_ip"].isna().to_numpy())
+    if len(unnamed):
+        namespaces = objects(frame[f"{side}_namespace"].iloc[unnamed])
+        pods = objects(frame[f"{side}_pod"].iloc[unnamed])
+        ips[unnamed] = [f"{ns}/{pod}" if given(pod) else None
+                        for ns, pod in zip(namespaces, pods, strict=True)]
+    return ips
+
+
+def objects(values: pd.Series) -> np.ndarray:
+    """A column as an array of Python objects, None where missing."""
+    out = values.astype(object).to_numpy(copy=True)
+    missing = values.isna().to_numpy()
+    if missing.any():
+        out[missing] = None
+    return out
 
 
 def peer_columns(side: str) -> list[str]:

@@ -7,7 +7,7 @@ analysis; renderers (flowlens.render.report_*) only lay the result out.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Literal
 
@@ -17,6 +17,8 @@ import pandas as pd
 from flowlens import filters as _filters
 from flowlens.analyses import drops, l7, lost, traffic, unanswered
 from flowlens.analyses.buckets import Buckets, window_buckets
+from flowlens.analyses.coverage import COLUMNS as COVERAGE
+from flowlens.analyses.coverage import missing_fields
 from flowlens.frame import set_lost_events, take
 from flowlens.policy import PolicyCheck, PolicySet
 from flowlens.policy import check as _check_policies
@@ -37,6 +39,9 @@ class PanelSpec:
     takes: Literal["buckets", "top", "frame", "policy"]
     counts: str
     series: str = ""  # over-time panels: what their columns after `time` are
+    # Pairs asks with answers: computed over every flow read, counting the selected ones
+    # (`selected=`), so that a filter never hides the answer to a request it selects.
+    pairs: bool = False
 
 
 PANELS: tuple[PanelSpec, ...] = (
@@ -58,7 +63,7 @@ PANELS: tuple[PanelSpec, ...] = (
               "DROPPED flows with reason POLICY_DENIED by destination pod (hubble_drop_total)"),
     PanelSpec("policy_verdicts", "Policy verdicts by direction, match and action",
               "Network Policy", drops.policy_verdicts, "frame",
-              "policy-verdict and L7 events, host identity excluded "
+              "policy-verdict events (those from the host identity excluded) and L7 events "
               "(hubble_policy_verdicts_total)"),
     PanelSpec("flows_by_type", "Flow types", "General", traffic.flows_by_type, "frame",
               "every flow by type and subtype (hubble_flows_processed_total)"),
@@ -76,10 +81,12 @@ PANELS: tuple[PanelSpec, ...] = (
               "forwarded TCP flows by flag: SYN, SYN-ACK, FIN, RST (hubble_tcp_flags_total)"),
     PanelSpec("syns_without_syn_ack", "Missing TCP SYN-ACKs", "Network",
               unanswered.syns_without_syn_ack, "top",
-              "forwarded SYNs of connections that got no SYN-ACK back (hubble_tcp_flags_total)"),
+              "forwarded SYNs of connections that got no SYN-ACK back (hubble_tcp_flags_total)",
+              pairs=True),
     PanelSpec("echo_requests_without_reply", "Missing ICMP Echo-Replies", "Network",
               unanswered.echo_requests_without_reply, "top",
-              "ICMP echo requests with no echo reply back within 10s (hubble_icmp_total)"),
+              "ICMP echo requests with no echo reply back within 10s (hubble_icmp_total)",
+              pairs=True),
     PanelSpec("top_dns_queries", "Top DNS queries", "DNS", l7.top_dns_queries, "top",
               "DNS requests and dropped DNS records by query (hubble_dns_queries_total)"),
     PanelSpec("dns_errors", "DNS errors by rcode", "DNS", l7.dns_errors, "frame",
@@ -87,14 +94,14 @@ PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("dns_queries_without_response", "Missing DNS responses", "DNS",
               unanswered.dns_queries_without_response, "top",
               "DNS requests with no response back (hubble_dns_queries_total, "
-              "hubble_dns_responses_total)"),
+              "hubble_dns_responses_total)", pairs=True),
     PanelSpec("http_requests", "HTTP requests by method", "HTTP", l7.http_requests, "frame",
               "HTTP request records by method (hubble_http_requests_total)"),
     PanelSpec("http_responses", "HTTP responses by status", "HTTP", l7.http_responses, "frame",
               "HTTP response records by status (hubble_http_responses_total)"),
     PanelSpec("http_latency", "HTTP latency p50 / p95 / p99", "HTTP", l7.http_latency, "frame",
-              "exact quantiles of HTTP response latency "
-              "(hubble_http_request_duration_seconds)"),
+              "exact quantiles of HTTP response latency, of the exchanges whose request or "
+              "response is selected (hubble_http_request_duration_seconds)", pairs=True),
     PanelSpec("http_success_rate", "HTTP success rate", "HTTP", l7.http_success_rate, "frame",
               "share of HTTP responses that are not 5xx"),
     PanelSpec("lost_events_by_source", "Lost events", "Lost events", lost.lost_events, "frame",
@@ -173,6 +180,8 @@ class Report:
     panels: tuple[Panel, ...]
     policy: PolicyCheck | None = None  # with --policy: what the policies would change
     title: str = "flowlens report"
+    # What the input could not carry (hubble's text formats), and which panels that changes.
+    missing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COVERAGE))
 
     @cached_property
     def policy_panels(self) -> tuple[Panel, ...]:
@@ -211,23 +220,23 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     given = _input_summary(df, sources, filters)
     anchored_at = given.last_flow if anchor == "data" else (now or pd.Timestamp.now(tz="UTC"))
     since, until = _filters.time_window(filters, anchored_at)
-    chosen = _selected(df, filters, anchored_at) if anchor == "data" else _all(df)
+    rows = (_filters.selected_rows(filters, df, newest=anchored_at) if anchor == "data"
+            else np.arange(len(df)))
+    chosen = _all(df) if len(rows) == len(df) else take(df, rows)
+    selected = np.zeros(len(df), dtype=bool)
+    selected[rows] = True
     set_lost_events(chosen, _lost_within(chosen, since, until))
     first, last = _time_range(chosen)
     start = since if since is not None else (given.first_flow if anchor == "data" else first)
     end = until if until is not None else anchored_at
     buckets = window_buckets(start, end, bucket)
     window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until)
-    computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top)) for spec in panels)
+    computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top, df, selected))
+                     for spec in panels)
     checked = None if policies is None else _check_policies(chosen, policies, named_ports)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
-                  traffic.verdicts(chosen), buckets.size, top, computed, checked, title)
-
-
-def _selected(df: pd.DataFrame, filters: _filters.Filters,
-              anchored_at: pd.Timestamp | None) -> pd.DataFrame:
-    rows = _filters.selected_rows(filters, df, newest=anchored_at)
-    return _all(df) if len(rows) == len(df) else take(df, rows)
+                  traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
+                  missing_fields(chosen))
 
 
 def _all(df: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +246,11 @@ def _all(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _compute(spec: PanelSpec, df: pd.DataFrame, buckets: Buckets, top: int) -> pd.DataFrame:
+def _compute(spec: PanelSpec, df: pd.DataFrame, buckets: Buckets, top: int,
+             every: pd.DataFrame, selected: np.ndarray) -> pd.DataFrame:
+    if spec.pairs:
+        args = (top,) if spec.takes == "top" else ()
+        return spec.compute(every, *args, selected=selected)
     if spec.takes == "buckets":
         return spec.compute(df, buckets)
     if spec.takes == "top":

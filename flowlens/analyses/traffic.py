@@ -15,6 +15,7 @@ from flowlens.analyses.labels import (
     count,
     flow_subtype,
     flow_type,
+    given,
     is_,
     rows,
     tcp_flag_labels,
@@ -57,8 +58,9 @@ def forwarded_vs_dropped(df: pd.DataFrame, buckets: Buckets | None = None) -> pd
 def flows_by_type(df: pd.DataFrame) -> pd.DataFrame:
     """General > **Flow types** and **L7 / Trace flow distribution**:
     `hubble_flows_processed_total by (type, subtype)` — every flow; type from the monitor
-    event type (Trace, Drop, PolicyVerdict, L7, Capture, Sock, Unknown), subtype the trace point
-    for Trace, DNS/HTTP/Kafka for L7. Columns: type, subtype, flows."""
+    event type (Trace, Drop, PolicyVerdict, L7, Capture, else Unknown: trace-sock events too),
+    subtype the trace point for Trace, DNS/HTTP/Kafka for L7, the event type's number for
+    Unknown. Columns: type, subtype, flows."""
     counted = _event_key_counts(df)
     keys = zip(counted["event_type"], counted["event_subtype"], counted["l7_protocol"],
                strict=True)
@@ -138,12 +140,14 @@ def top_destination_ports(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
 def tcp_flags(df: pd.DataFrame) -> pd.DataFrame:
     """Network > **TCPv4 / TCPv6 flags**: `hubble_tcp_flags_total by (family, flag)` —
     FORWARDED TCP flows by flag: SYN (without ACK), SYN-ACK, FIN, RST (a flow with FIN and RST
-    counts under both). Columns: family, flag, flows."""
+    counts under both; `unknown` family where the input carries no IP, as hubble's text
+    printing pod names). Columns: family, flag, flows."""
     keep = is_(df, "verdict", "FORWARDED") & is_(df, "protocol", "TCP")
-    counted = count(rows(df, keep, ["ip_version", "tcp_flags"]).dropna(),
-                    ["ip_version", "tcp_flags"])
+    keep &= df["tcp_flags"].notna().to_numpy()
+    counted = count(rows(df, keep, ["ip_version", "tcp_flags"]), ["ip_version", "tcp_flags"])
     labelled = pd.DataFrame(
-        [(family, flag, n) for family, flags, n in counted.itertuples(index=False)
+        [(family if given(family) else "unknown", flag, n)
+         for family, flags, n in counted.itertuples(index=False)
          for flag in tcp_flag_labels(str(flags))],
         columns=["family", "flag", "flows"])
     return add_up(labelled, ["family", "flag"])

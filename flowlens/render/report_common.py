@@ -114,9 +114,19 @@ def header_facts(report: Report) -> list[tuple[str, str]]:
     ]
     if report.panels:  # the over-time panels' step; a policy check alone has none
         facts.append(("bucket", duration_text(report.bucket)))
+
     if report.policy is not None:
         facts.append(("policies", ", ".join(report.policy.policies.titles())))
     return facts
+
+
+MISSING_TITLE = "Not in the input"
+
+
+def missing_notes(report: Report) -> list[str]:
+    """What the input could not carry, one sentence each (none for jsonpb)."""
+    return [f"{what} ({flows:,} flows): {effect}."
+            for what, flows, effect in report.missing.itertuples(index=False)]
 
 
 def lost_warning(report: Report) -> str | None:

@@ -25,9 +25,11 @@ import plotly.offline
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    MISSING_TITLE,
     empty_notice,
     header_facts,
     lost_warning,
+    missing_notes,
     numeric_columns,
     records,
     short_time,
@@ -264,6 +266,10 @@ def _header(report: Report) -> str:
     facts = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>"
                     for label, value in header_facts(report))
     out = [f'<header><h1>{html.escape(report.title)}</h1><dl class="facts">{facts}</dl>']
+    notes = missing_notes(report)
+    if notes:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+        out.append(f'<div class="notice"><strong>{MISSING_TITLE}:</strong><ul>{items}</ul></div>')
     warning, empty = lost_warning(report), empty_notice(report)
     if warning:
         out.append(f'<div class="alert" role="alert">{html.escape(warning)}</div>')

@@ -63,7 +63,8 @@ def document(report: Report) -> dict[str, Any]:
         doc[panel.key] = counts(panel.data, key) if key else rows(panel.data)
     doc["input"] = {"sources": list(given.sources), "flows": given.flows,
                     "first_flow": iso_time(given.first_flow),
-                    "last_flow": iso_time(given.last_flow), "filters": list(given.filters)}
+                    "last_flow": iso_time(given.last_flow), "filters": list(given.filters),
+                    "missing": rows(report.missing)}
     doc["bucket"] = duration_text(report.bucket)
     doc["top"] = report.top
     if report.policy is not None:

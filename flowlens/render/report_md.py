@@ -11,10 +11,12 @@ import pandas as pd
 
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    MISSING_TITLE,
     document,
     empty_notice,
     header_facts,
     lost_warning,
+    missing_notes,
     numeric_columns,
     records,
 )
@@ -44,6 +46,9 @@ def _row(cells: list[str]) -> str:
 def header(report: Report) -> list[str]:
     lines = [f"# {escape(report.title)}", ""]
     lines += [f"- **{label}**: {escape(value)}" for label, value in header_facts(report)]
+    notes = missing_notes(report)
+    if notes:
+        lines += ["", f"**{MISSING_TITLE}:**", "", *(f"- {escape(n)}" for n in notes)]
     for notice in (lost_warning(report), empty_notice(report)):
         if notice:
             lines += ["", f"> **{escape(notice)}**"]

@@ -9,10 +9,12 @@ import pandas as pd
 
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    MISSING_TITLE,
     document,
     empty_notice,
     header_facts,
     lost_warning,
+    missing_notes,
     numeric_columns,
     records,
 )
@@ -96,6 +98,11 @@ def header(report: Report) -> list[str]:
     for label, value in facts:
         lines += textwrap.wrap(value, WIDTH, initial_indent=label.ljust(indent),
                                subsequent_indent=" " * indent, break_on_hyphens=False)
+    notes = missing_notes(report)
+    if notes:
+        lines += ["", f"{MISSING_TITLE}:"]
+        for note in notes:
+            lines += textwrap.wrap(note, WIDTH, initial_indent="- ", subsequent_indent="  ")
     for notice in (lost_warning(report), empty_notice(report)):
         if notice:
             lines += ["", *textwrap.wrap(f"!! {notice}", WIDTH, subsequent_indent="   ")]
