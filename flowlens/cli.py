@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -13,7 +12,6 @@ import click
 
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
-from flowlens import frame as _frame
 from flowlens._lazy import lazy
 from flowlens.errors import FlowlensError, UsageError
 from flowlens.frame import take
@@ -31,14 +29,13 @@ if TYPE_CHECKING:
     from flowlens.render import outputs as _outputs
     from flowlens.render import report_formats as _report_formats
     from flowlens.render import report_json as _report_json
-    from flowlens.sources import proto as _proto
     from flowlens.sources.relay import Connection
 else:  # each command loads what it uses: `flowlens --help` loads none of them
     _analyses, _relay, _policy = lazy("flowlens.analyses"), lazy("flowlens.live"), \
         lazy("flowlens.policy")
     _hubble_text, _outputs = lazy("flowlens.render.hubble"), lazy("flowlens.render.outputs")
     _report_formats = lazy("flowlens.render.report_formats")
-    _report_json, _proto = lazy("flowlens.render.report_json"), lazy("flowlens.sources.proto")
+    _report_json = lazy("flowlens.render.report_json")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -280,19 +277,11 @@ def _report_over(sources: tuple[str, ...], options: ReadOptions, connection: Con
     if sources:
         df, _ = load(sources, options)
         return _analyses.build_report(df, filters, sources=sources, **kwargs)
-    return _analyses.build_report(_relay_window(connection, filters), filters,
+    window = _relay.read_window(connection, filters)
+    return _analyses.build_report(window.flows, filters,
                                   sources=(f"hubble-relay {connection.server}",),
-                                  anchor="now", **kwargs)
-
-
-def _relay_window(connection: Connection, filters: _filters.Filters) -> pd.DataFrame:
-    """The relay's flows over the window, without following; every flow it holds when no
-    --since/--until/--first/--last selects (hubble would send only the last 20)."""
-    chosen = (filters.since, filters.until, filters.first, filters.last)
-    if not filters.all and all(v is None for v in chosen):
-        filters = dataclasses.replace(filters, all=True)
-    stream = _relay.relay_stream(connection, filters)
-    return _frame.build(_proto.merge_batches([decoded.batch for decoded in stream]))
+                                  anchor="now", now=window.now, filtered=window.filtered,
+                                  held=window.held, **kwargs)
 
 
 def _top(text: str) -> int:
@@ -413,7 +402,7 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
         df, _ = load(sources, options)
         df = _filters.select(filters, df)
     else:
-        df = _relay_window(connection, filters)
+        df = _relay.read_window(connection, filters).flows
     suggestion = _policy.suggest(df, namespace=namespace, selector=chosen,
                                  directions=directions)
     for note in suggestion.notes:

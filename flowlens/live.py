@@ -1,20 +1,22 @@
-"""Flows from a relay, for notebooks and the CLI: `read_relay` (one frame) and `iter_relay`
-(frames as they arrive, for --follow)."""
+"""Flows from a relay, for notebooks and the CLI: `read_relay` (one frame), `iter_relay`
+(frames as they arrive, for --follow) and `read_window` (what a report reads)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from flowlens import frame as _frame
-from flowlens.filters import Filters, to_request
+from flowlens.errors import UsageError
+from flowlens.filters import Filters, mask, to_request
 from flowlens.sources.proto import DecodedBatch, merge_batches
 from flowlens.sources.relay import Connection, FlowStream
 
-__all__ = ["iter_relay", "read_relay", "relay_stream"]
+__all__ = ["RelayWindow", "iter_relay", "read_relay", "read_window", "relay_stream"]
 
 _CONNECTION_KEYS = frozenset({
     "tls", "tls_allow_insecure", "tls_ca_cert_files", "tls_client_cert_file",
@@ -46,8 +48,7 @@ def read_relay(server: str | None = None, **filters: Any) -> pd.DataFrame:
     conn, flt = _split(server, dict(filters))
     if flt.follow:
         raise ValueError("read_relay returns one frame: use iter_relay to follow")
-    stream = relay_stream(conn, flt)
-    return _frame.build(merge_batches([decoded.batch for decoded in stream]))
+    return _read(conn, flt, None)
 
 
 def iter_relay(server: str | None = None, **filters: Any) -> Iterator[pd.DataFrame]:
@@ -61,3 +62,49 @@ def iter_relay(server: str | None = None, **filters: Any) -> Iterator[pd.DataFra
 
 def decoded_frame(decoded: DecodedBatch) -> pd.DataFrame:
     return _frame.build(decoded.batch)
+
+
+@dataclass(frozen=True)
+class RelayWindow:
+    """What a report reads from a relay: the window's flows, whether the relay already applied
+    the filter flags to them, and the oldest and newest flow the relay holds."""
+
+    flows: pd.DataFrame
+    filtered: bool
+    held: tuple[pd.Timestamp | None, pd.Timestamp | None]
+    now: pd.Timestamp  # what --since/--until durations counted back from
+
+
+def read_window(conn: Connection, filters: Filters,
+                now: datetime | pd.Timestamp | None = None) -> RelayWindow:
+    """The flows of the --since/--until/--first/--last window, without following (every flow
+    the relay holds when none selects: hubble would send only its last 20).
+
+    The filter flags are left to the caller (`filtered=False`) when a frame can evaluate them
+    and no --first/--last counts matches: the answers to the requests a filter selects come
+    too. Two one-flow requests find the relay's time range."""
+    moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    chosen = (filters.since, filters.until, filters.first, filters.last)
+    if not filters.all and all(v is None for v in chosen):
+        filters = replace(filters, all=True)
+    local = filters.first is None and filters.last is None and _answerable_here(filters)
+    asked = replace(filters, flags=(), allowlist=(), denylist=()) if local else filters
+    flows = _read(conn, asked, moment)
+    oldest, newest = _read(conn, Filters(first=1), moment), _read(conn, Filters(last=1), moment)
+    held = (oldest["time"].min() if len(oldest) else None,
+            newest["time"].max() if len(newest) else None)
+    return RelayWindow(flows, not local, held, moment)
+
+
+def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | None
+          ) -> pd.DataFrame:
+    stream = relay_stream(conn, filters, now=now)
+    return _frame.build(merge_batches([decoded.batch for decoded in stream]))
+
+
+def _answerable_here(filters: Filters) -> bool:
+    try:
+        mask(filters, _frame.empty())
+    except UsageError:
+        return False
+    return True

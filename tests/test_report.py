@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
@@ -113,7 +115,7 @@ def test_an_empty_window_says_so_and_shows_the_input_range() -> None:
     (("--format", "pdf"), "invalid value 'pdf' for --format"),
     (("--bucket", "0s"), "invalid value '0s' for --bucket"),
     (("--bucket", "fortnight"), "invalid value 'fortnight' for --bucket"),
-    (("--bucket", "1s", "--since", "3d"), "buckets"),
+    (("--bucket", "1s", "--until", "2026-07-03T00:00:00Z"), "buckets"),
     (("--top", "none"), "invalid value 'none' for --top"),
     (("--plotlyjs", "local"), "invalid value 'local' for --plotlyjs"),
     (("-o", "/nonexistent-folder/report.html"), "cannot write /nonexistent-folder/report.html"),
@@ -221,3 +223,51 @@ def test_a_text_capture_counts_as_its_jsonpb_and_says_what_it_could_not_carry(
     header = " ".join(text.split("== ", 1)[0].split())
     assert ("Not in the input: - drop reason of policy-verdict events (284 flows): Drop Reason "
             "and the denied pods take the reason of the drop event of the same packet.") in header
+
+
+@pytest.fixture(scope="module")
+def lab_relay() -> Iterator[str]:
+    from flowlens.relay_server import ReplayData, ReplayRelay
+
+    with ReplayRelay(ReplayData.from_sources(LAB), listen="127.0.0.1:0") as relay:
+        yield f"127.0.0.1:{relay.port}"
+
+
+def test_a_relay_report_ends_at_the_newest_flow_received(lab_relay: str,
+                                                         lab_json: dict[str, Any]) -> None:
+    doc = json.loads(run("--server", lab_relay, "--format", "json").stdout)
+    assert doc["window"]["until"] == doc["window"]["last_flow"] == lab_json["window"]["until"]
+    assert doc["bucket"] == "30s" and len(doc["forwarded_vs_dropped"]) == 60
+    assert doc["forwarded_vs_dropped"] == lab_json["forwarded_vs_dropped"]
+
+
+def test_a_relay_report_pairs_answers_the_filters_leave_out(lab_relay: str,
+                                                            lab_json: dict[str, Any]) -> None:
+    doc = json.loads(run("--server", lab_relay, "--format", "json", "--from-pod",
+                         "default/frontend").stdout)
+    assert doc["syns_without_syn_ack"] == _frontend(lab_json["syns_without_syn_ack"])
+    assert doc["dns_queries_without_response"] == []
+    assert doc["input"]["flows"] == 3230 and doc["flows"] < 1500
+
+
+def test_since_reaching_before_the_relay_holds_flows_says_so(lab_relay: str) -> None:
+    doc = json.loads(run("--server", lab_relay, "--format", "json", "--since", "365d").stdout)
+    window = doc["window"]
+    asked_since, now = (pd.Timestamp(window["asked"][k]) for k in ("since", "until"))
+    assert now == pd.Timestamp(window["anchored_at"]) and now - asked_since == pd.Timedelta(days=365)
+    oldest = pd.Timestamp(window["held"]["first_flow"])
+    assert window["held"]["first_flow"].startswith("2026-07-01T08:00:03.2")
+    assert window["covered"] == pytest.approx((now - oldest) / pd.Timedelta(days=365))
+    assert window["since"] == window["held"]["first_flow"]  # the window starts where flows do
+    assert doc["flows"] == 3230 and doc["bucket"] == "30s"
+    text = " ".join(run("--server", lab_relay, "--since", "365d").stdout.split())
+    assert "--since 365d asked for" in text
+    assert "the relay holds flows from 2026-07-01 08:00:03.200 on: this report covers" in text
+
+
+def test_an_empty_relay_answer_names_the_relays_time_range(lab_relay: str) -> None:
+    result = run("--server", lab_relay, "--since", "1h")
+    assert result.exit_code == 0
+    assert ("the relay holds flows from 2026-07-01 08:00:03.200 to 2026-07-01 08:29:45.881 "
+            "UTC") in " ".join(result.stdout.split())
+    assert "the input has no flows" not in result.stdout

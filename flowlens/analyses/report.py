@@ -7,7 +7,7 @@ analysis; renderers (flowlens.render.report_*) only lay the result out.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from typing import Literal
 
@@ -155,11 +155,18 @@ class Window:
     anchored_at: pd.Timestamp | None
     requested_since: str | None = None
     requested_until: str | None = None
+    # With --since: the window asked for (until: --until, else what durations count back
+    # from), and the share of it the input holds flows for (a relay's ring buffer, a capture
+    # that starts later).
+    asked_since: pd.Timestamp | None = None
+    asked_until: pd.Timestamp | None = None
+    covered: float | None = None
 
 
 @dataclass(frozen=True)
 class InputSummary:
-    """What was read: the sources, their flows and time range, and the filter flags."""
+    """What was read: the sources, their flows, the time range they hold (a relay's whole
+    range, not only what it sent), and the filter flags."""
 
     sources: tuple[str, ...]
     flows: int
@@ -209,34 +216,60 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
                  now: pd.Timestamp | None = None, panels: Sequence[PanelSpec] = PANELS,
                  policies: PolicySet | None = None,
                  named_ports: Mapping[str, int] | None = None,
-                 title: str = "flowlens report") -> Report:
+                 title: str = "flowlens report", filtered: bool = True,
+                 held: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None,
+                 ) -> Report:
     """Every panel (of `panels`) over the flows of `df` that `filters` select; with
     `policies`, also what those policies would change (flowlens.policy.check).
 
     Durations in --since/--until count back from the newest flow of `df` (`anchor="data"`, for
-    files), or from `now` (`anchor="now"`: `df` came from a relay that already applied the
-    filters, which then only give the window)."""
+    files), or from `now` (`anchor="now"`: `df` came from a relay for the window the selection
+    flags asked; `filtered`: the relay also applied the filter flags; `held`: the oldest and
+    newest flow the relay holds). A relay's window ends at its newest flow sent, without
+    --until."""
     filters = filters or _filters.Filters()
-    given = _input_summary(df, sources, filters)
+    given = _input_summary(df, sources, filters, held)
     anchored_at = given.last_flow if anchor == "data" else (now or pd.Timestamp.now(tz="UTC"))
     since, until = _filters.time_window(filters, anchored_at)
-    rows = (_filters.selected_rows(filters, df, newest=anchored_at) if anchor == "data"
-            else np.arange(len(df)))
+    if anchor == "data":
+        rows = _filters.selected_rows(filters, df, newest=anchored_at)
+    elif filtered:
+        rows = np.arange(len(df))
+    else:  # the relay chose the window; the filter flags are left to do
+        rows = _filters.selected_rows(replace(filters, first=None, last=None), df,
+                                      newest=anchored_at)
     chosen = _all(df) if len(rows) == len(df) else take(df, rows)
     selected = np.zeros(len(df), dtype=bool)
     selected[rows] = True
     set_lost_events(chosen, _lost_within(chosen, since, until))
     first, last = _time_range(chosen)
-    start = since if since is not None else (given.first_flow if anchor == "data" else first)
-    end = until if until is not None else anchored_at
+    sent_first, sent_last = _time_range(df)
+    start = since if since is not None else (given.first_flow if anchor == "data" else sent_first)
+    end = until if until is not None else (
+        anchored_at if anchor == "data" or sent_last is None else sent_last)
+    if start is not None and given.first_flow is not None and start < given.first_flow <= end:
+        start = given.first_flow  # --since before the oldest flow held: `covered` says so
     buckets = window_buckets(start, end, bucket)
-    window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until)
+    asked_until = until if until is not None else anchored_at
+    window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until,
+                    since, asked_until if since is not None else None,
+                    _covered(since, asked_until, given.first_flow))
     computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top, df, selected))
                      for spec in panels)
     checked = None if policies is None else _check_policies(chosen, policies, named_ports)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
                   traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
                   missing_fields(chosen))
+
+
+def _covered(since: pd.Timestamp | None, until: pd.Timestamp | None,
+             held_from: pd.Timestamp | None) -> float | None:
+    """The share of since..until after the oldest flow the input holds (None: no --since)."""
+    if since is None or until is None or until <= since:
+        return None
+    if held_from is None:
+        return 0.0
+    return float(min(max((until - max(since, held_from)) / (until - since), 0.0), 1.0))
 
 
 def _all(df: pd.DataFrame) -> pd.DataFrame:
@@ -258,9 +291,10 @@ def _compute(spec: PanelSpec, df: pd.DataFrame, buckets: Buckets, top: int,
     return spec.compute(df)
 
 
-def _input_summary(df: pd.DataFrame, sources: Sequence[str],
-                   filters: _filters.Filters) -> InputSummary:
-    first, last = _time_range(df)
+def _input_summary(df: pd.DataFrame, sources: Sequence[str], filters: _filters.Filters,
+                   held: tuple[pd.Timestamp | None, pd.Timestamp | None] | None
+                   ) -> InputSummary:
+    first, last = _time_range(df) if held is None else held
     return InputSummary(tuple(str(s) for s in sources), len(df), first, last,
                         tuple(filters.argv()))
 

@@ -78,27 +78,54 @@ def verdict_totals(report: Report) -> str:
     return ", ".join(parts) if parts else "none"
 
 
+def _from_relay(report: Report) -> bool:
+    return report.window.anchor == "now"
+
+
 def window_text(report: Report) -> str:
     w = report.window
     if w.since is None or w.until is None:
         return "no flows"
-    return f"{short_time(w.since)} to {short_time(w.until)} UTC"
+    text = f"{short_time(w.since)} to {short_time(w.until)} UTC"
+    if _from_relay(report) and w.requested_until is None and report.input.flows:
+        text += " (the newest flow the relay sent)"
+    return text
 
 
 def anchor_text(report: Report) -> str:
     w = report.window
     origin = "the newest flow of the input" if w.anchor == "data" else "now"
     if w.requested_since is None and w.requested_until is None:
-        return "every flow of the input" if w.anchor == "data" else origin
+        return "every flow of the input" if w.anchor == "data" else "every flow the relay holds"
     return f"durations count back from {origin}, {short_time(w.anchored_at)}"
+
+
+def held_text(report: Report) -> str:
+    given = report.input
+    if given.first_flow is None:
+        return "no flows"
+    return f"{short_time(given.first_flow)} to {short_time(given.last_flow)}"
 
 
 def input_text(report: Report) -> str:
     given = report.input
     sources = ", ".join(visible(s) for s in given.sources) or "hubble-relay"
-    span = (f"{short_time(given.first_flow)} to {short_time(given.last_flow)}"
-            if given.first_flow is not None else "no flows")
-    return f"{sources}: {given.flows:,} flows, {span}"
+    if _from_relay(report):
+        return f"{sources}: {given.flows:,} flows sent; it holds {held_text(report)}"
+    return f"{sources}: {given.flows:,} flows, {held_text(report)}"
+
+
+def coverage_notice(report: Report) -> str | None:
+    """What a --since window reaching before the input's oldest flow says."""
+    w = report.window
+    if w.covered is None or w.covered >= 1:
+        return None
+    holder = "the relay holds" if _from_relay(report) else "the input has"
+    held = (f"flows from {short_time(report.input.first_flow)} on" if report.input.first_flow
+            is not None else "no flows")
+    return (f"--since {w.requested_since} asked for {short_time(w.asked_since)} to "
+            f"{short_time(w.asked_until)} UTC; {holder} {held}: this report covers "
+            f"{w.covered:.0%} of the window asked.")
 
 
 def header_facts(report: Report) -> list[tuple[str, str]]:
@@ -142,9 +169,10 @@ def empty_notice(report: Report) -> str | None:
     if report.flows:
         return None
     given = report.input
-    where = (f"the input has flows from {short_time(given.first_flow)} to "
+    holder = "the relay holds" if _from_relay(report) else "the input has"
+    where = (f"{holder} flows from {short_time(given.first_flow)} to "
              f"{short_time(given.last_flow)} UTC" if given.first_flow is not None
-             else "the input has no flows")
+             else f"{holder} no flows")
     w = report.window
     if w.since is not None and w.until is not None:
         return f"No flows between {short_time(w.since)} and {short_time(w.until)} UTC; {where}."

@@ -26,6 +26,7 @@ from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
     MISSING_TITLE,
+    coverage_notice,
     empty_notice,
     header_facts,
     lost_warning,
@@ -270,9 +271,10 @@ def _header(report: Report) -> str:
     if notes:
         items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
         out.append(f'<div class="notice"><strong>{MISSING_TITLE}:</strong><ul>{items}</ul></div>')
-    warning, empty = lost_warning(report), empty_notice(report)
-    if warning:
-        out.append(f'<div class="alert" role="alert">{html.escape(warning)}</div>')
+    empty = empty_notice(report)
+    for warning in (lost_warning(report), coverage_notice(report)):
+        if warning:
+            out.append(f'<div class="alert" role="alert">{html.escape(warning)}</div>')
     if empty:
         out.append(f'<div class="notice">{html.escape(empty)}</div>')
     out.append("</header>")

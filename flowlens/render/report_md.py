@@ -12,6 +12,7 @@ import pandas as pd
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
     MISSING_TITLE,
+    coverage_notice,
     document,
     empty_notice,
     header_facts,
@@ -49,7 +50,7 @@ def header(report: Report) -> list[str]:
     notes = missing_notes(report)
     if notes:
         lines += ["", f"**{MISSING_TITLE}:**", "", *(f"- {escape(n)}" for n in notes)]
-    for notice in (lost_warning(report), empty_notice(report)):
+    for notice in (lost_warning(report), coverage_notice(report), empty_notice(report)):
         if notice:
             lines += ["", f"> **{escape(notice)}**"]
     return lines

@@ -10,6 +10,7 @@ import pandas as pd
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
     MISSING_TITLE,
+    coverage_notice,
     document,
     empty_notice,
     header_facts,
@@ -103,7 +104,7 @@ def header(report: Report) -> list[str]:
         lines += ["", f"{MISSING_TITLE}:"]
         for note in notes:
             lines += textwrap.wrap(note, WIDTH, initial_indent="- ", subsequent_indent="  ")
-    for notice in (lost_warning(report), empty_notice(report)):
+    for notice in (lost_warning(report), coverage_notice(report), empty_notice(report)):
         if notice:
             lines += ["", *textwrap.wrap(f"!! {notice}", WIDTH, subsequent_indent="   ")]
     return lines
