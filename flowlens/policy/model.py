@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,10 +285,77 @@ def parse_named_ports(pairs: Iterable[str]) -> dict[str, int]:
     return out
 
 
+# YAML aliases may repeat a node (`<<: *defaults`), but the documents they expand to may hold at
+# most this many nodes more than the text spells out: a few hundred bytes of nested aliases
+# ("billion laughs") would otherwise expand to gigabytes.
+MAX_ALIAS_EXPANSION = 100_000
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """yaml's safe loader (libyaml's C parser where installed: 10,000 policies load in a few
+    seconds), refusing duplicate keys and alias bombs."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, str]] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_shown(key_node.value)}",
+                        key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(nodes with every alias expanded, distinct nodes) of a composed document."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack = [root]
+    while stack:  # children before parents, each distinct node once
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        sizes[id(node)] = 1 + sum(max(sizes[id(c)], 0) for c in _children(node))
+    return sizes[id(root)], len(sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _documents(text: str, origin: str) -> list[Any]:
+    loader = _Loader(text)
+    aliases = "*" in text  # an alias is `*name`: without one, nothing to expand
+    try:
+        documents = []
+        while loader.check_node():
+            node = loader.get_node()
+            expanded, distinct = _expanded_size(node) if aliases else (0, 0)
+            if expanded > distinct + MAX_ALIAS_EXPANSION:
+                raise PolicyError(f"{origin}: document {len(documents) + 1}: its YAML aliases "
+                                  f"expand to more than {MAX_ALIAS_EXPANSION:,} extra nodes")
+            documents.append(loader.construct_document(node))
+        return documents
+    finally:
+        loader.dispose()
+
+
 def parse_policies(text: str, origin: str = "<policy>") -> list[Policy]:
     """The policies in one YAML text (`origin` names it in messages)."""
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = _documents(text, origin)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""
@@ -313,15 +381,16 @@ def _policies(doc: Any, where: str) -> list[Policy]:
         raise PolicyError(f"{where}: want a mapping with kind, metadata and spec")
     kind = doc.get("kind")
     if kind not in KINDS:
-        raise PolicyError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        raise PolicyError(f"{where}: kind {_shown(kind)} is not one of {', '.join(KINDS)}")
     meta = _mapping(doc.get("metadata"), where, "metadata")
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
+    if meta.get("name") is None:
         raise PolicyError(f"{where}: metadata.name: missing")
+    name = _dns_name(meta["name"], where, "metadata.name", _DNS_SUBDOMAIN, 253)
     where = f"{where} ({kind} {name})"
     namespace: str | None = None
     if kind != CILIUM_CLUSTERWIDE:
-        namespace = str(meta.get("namespace") or "default")
+        namespace = "default" if meta.get("namespace") in (None, "") else _dns_name(
+            meta["namespace"], where, "metadata.namespace", _DNS_LABEL, 63)
     if kind == NETWORK_POLICY:
         return [_network_policy(_mapping(doc.get("spec"), where, "spec"), name, namespace,
                                 where)]
@@ -399,10 +468,10 @@ def _np_ports(raw: Any, where: str, path: str) -> tuple[PortRule, ...] | None:
     for i, item in enumerate(_list(raw, where, path)):
         spec = _mapping(item, where, f"{path}[{i}]")
         _known(spec, where, f"{path}[{i}]", {"protocol", "port", "endPort"})
-        protocol = str(spec.get("protocol", "TCP"))
+        protocol = spec.get("protocol", "TCP")
         if protocol not in PROTOCOLS:
-            raise PolicyError(f"{where}: {path}[{i}].protocol: {protocol!r} is not TCP, UDP "
-                              "or SCTP")
+            raise PolicyError(f"{where}: {path}[{i}].protocol: {_shown(protocol)} is not TCP, "
+                              "UDP or SCTP")
         out.append(_port(protocol, spec.get("port"), spec.get("endPort"), where,
                          f"{path}[{i}]"))
     return tuple(out)
@@ -439,6 +508,11 @@ def _cilium_policy(spec: Mapping[str, Any], kind: str, name: str, namespace: str
                           "policies are not evaluated)")
     selector = _selector(spec["endpointSelector"], where, f"{label}.endpointSelector")
     defaults = _mapping(spec.get("enableDefaultDeny") or {}, where, f"{label}.enableDefaultDeny")
+    _known(defaults, where, f"{label}.enableDefaultDeny", set(DIRECTIONS))
+    for direction, value in defaults.items():
+        if not isinstance(value, bool):
+            raise PolicyError(f"{where}: {label}.enableDefaultDeny.{direction}: want true or "
+                              f"false, got {_kind(value)}")
     enforces: set[Direction] = set()
     rules: list[Rule] = []
     for direction in DIRECTIONS:
@@ -483,10 +557,11 @@ def _cilium_rule(raw: Any, direction: Direction, index: int, namespace: str | No
     names = _list(rule.get(entities), where, f"{path}.{entities}")
     if names:
         given = True
-        unknown = [e for e in names if e not in ENTITIES and e not in SPECIAL_ENTITIES]
+        unknown = [e for e in names if not isinstance(e, str)
+                   or (e not in ENTITIES and e not in SPECIAL_ENTITIES)]
         if unknown:
-            raise PolicyError(f"{where}: {path}.{entities}: unknown entity {unknown[0]!r}")
-        peers.append(EntityPeer(frozenset(str(e) for e in names)))
+            raise PolicyError(f"{where}: {path}.{entities}: unknown entity {_shown(unknown[0])}")
+        peers.append(EntityPeer(frozenset(names)))
     # Cilium: a rule with ports (toPorts or icmps) but no peer selector applies to every peer;
     # a rule with neither selects nothing (`ingress: [{}]` is its documented default deny);
     # a rule whose only selectors are undecided selects no decidable peer.
@@ -512,10 +587,11 @@ def _cilium_ports(raw: Any, where: str, path: str) -> tuple[PortRule, ...] | Non
         for j, p in enumerate(ports):
             spec = _mapping(p, where, f"{path}[{i}].ports[{j}]")
             _known(spec, where, f"{path}[{i}].ports[{j}]", {"port", "endPort", "protocol"})
-            protocol = str(spec.get("protocol", "ANY")).upper()
+            protocol = spec.get("protocol", "ANY")
+            protocol = protocol.upper() if isinstance(protocol, str) else protocol
             if protocol not in PROTOCOLS | {"ANY"}:
-                raise PolicyError(f"{where}: {path}[{i}].ports[{j}].protocol: {protocol!r} is "
-                                  "not TCP, UDP, SCTP or ANY")
+                raise PolicyError(f"{where}: {path}[{i}].ports[{j}].protocol: "
+                                  f"{_shown(protocol)} is not TCP, UDP, SCTP or ANY")
             port = spec.get("port")
             out.append(_port(protocol, None if port in (None, "0", 0) else port,
                              spec.get("endPort"), where, f"{path}[{i}].ports[{j}]"))
@@ -532,7 +608,7 @@ def _port(protocol: str, port: Any, end_port: Any, where: str, path: str) -> Por
         return PortRule(protocol)
     if named:
         if not _PORT_NAME.fullmatch(port) or len(port) > 15:
-            raise PolicyError(f"{where}: {path}.port: {port!r} is not a port number or a port "
+            raise PolicyError(f"{where}: {path}.port: {_shown(port)} is not a port number or a port "
                               "name (up to 15 lowercase letters, digits and '-')")
         return PortRule(protocol, name=port)
     number = _port_number(port, where, f"{path}.port")
@@ -547,16 +623,19 @@ _PORT_NAME = re.compile(r"(?=[a-z0-9-]*[a-z])[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def _port_number(value: Any, where: str, path: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if isinstance(value, bool) or not 1 <= number <= 65535:
-        raise PolicyError(f"{where}: {path}: {value!r} is not a port number (1-65535)")
+    # An int or a string of digits: not a bool (an int to Python), not 8080.9 (int() cuts it).
+    number = value if isinstance(value, int) and not isinstance(value, bool) else \
+        int(value) if isinstance(value, str) and value.isascii() and value.isdigit() \
+        and len(value) <= 5 else -1
+    if not 1 <= number <= 65535:
+        raise PolicyError(f"{where}: {path}: {_shown(value)} is not a port number (1-65535)")
     return number
 
 
 def _cidr(cidr: Any, excepts: Any, where: str, path: str) -> CidrPeer:
+    if not isinstance(cidr, str):
+        raise PolicyError(f"{where}: {path}.cidr: want a CIDR such as 10.0.0.0/8, got "
+                          f"{_kind(cidr)}")
     network = _network(cidr, where, f"{path}.cidr")
     out = tuple(_network(e, where, f"{path}.except[{i}]")
                 for i, e in enumerate(_list(excepts, where, f"{path}.except")))
@@ -570,36 +649,74 @@ def _network(value: Any, where: str, path: str) -> Network:
     try:
         return ipaddress.ip_network(str(value), strict=False)
     except ValueError:
-        raise PolicyError(f"{where}: {path}: {value!r} is not a CIDR") from None
+        raise PolicyError(f"{where}: {path}: {_shown(value)} is not a CIDR") from None
 
 
 def _selector(raw: Any, where: str, path: str) -> Selector:
     spec = _mapping(raw if raw is not None else {}, where, path)
     _known(spec, where, path, {"matchLabels", "matchExpressions"})
-    requirements = [Requirement(str(k), "In", frozenset({_text(v)}))
-                    for k, v in _mapping(spec.get("matchLabels") or {}, where,
-                                         f"{path}.matchLabels").items()]
+    labels = _mapping(spec.get("matchLabels") or {}, where, f"{path}.matchLabels")
+    requirements = [Requirement(_label_key(k, where, f"{path}.matchLabels"), "In",
+                                frozenset({_text(v, where, f"{path}.matchLabels.{k}")}))
+                    for k, v in labels.items()]
     for i, raw_expr in enumerate(_list(spec.get("matchExpressions"), where,
                                        f"{path}.matchExpressions")):
         at = f"{path}.matchExpressions[{i}]"
         expr = _mapping(raw_expr, where, at)
+        _known(expr, where, at, {"key", "operator", "values"})
         operator, key = expr.get("operator"), expr.get("key")
         if operator not in ("In", "NotIn", "Exists", "DoesNotExist") or not key:
             raise PolicyError(f"{where}: {at}: want key and operator In, NotIn, Exists or "
                               "DoesNotExist")
-        values = frozenset(_text(v) for v in _list(expr.get("values"), where, f"{at}.values"))
+        key = _label_key(key, where, f"{at}.key")
+        values = frozenset(_text(v, where, f"{at}.values[{j}]")
+                           for j, v in enumerate(_list(expr.get("values"), where,
+                                                       f"{at}.values")))
         if (operator in ("In", "NotIn")) != bool(values):
             raise PolicyError(f"{where}: {at}.values: {operator} "
                               f"{'needs' if operator in ('In', 'NotIn') else 'takes no'} values")
-        requirements.append(Requirement(str(key), operator, values))
+        requirements.append(Requirement(key, operator, values))
     return Selector(tuple(requirements))
 
 
-def _text(value: Any) -> str:
-    # YAML reads `app: true` or `tier: 1` as bool/int; Kubernetes label values are strings.
+# Kubernetes' names: a DNS label (namespaces), a DNS subdomain (object names), a label value.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL.pattern}(\.{_DNS_LABEL.pattern})*")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_LABEL_KEY_LENGTH = 317  # prefix (253) / name (63); Cilium's source (`k8s:`) on top
+_LABEL_KEY = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
+
+def _dns_name(value: Any, where: str, path: str, pattern: re.Pattern[str], limit: int) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(f"{where}: {path}: want a string, got {_kind(value)}")
+    if len(value) > limit or not pattern.fullmatch(value):
+        raise PolicyError(f"{where}: {path}: {_shown(value)} is not a Kubernetes name (up to "
+                          f"{limit} lowercase letters, digits and '-'"
+                          f"{', ' + repr('.') if pattern is _DNS_SUBDOMAIN else ''})")
+    return value
+
+
+def _label_key(value: Any, where: str, path: str) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(f"{where}: {path}: label key {_shown(value)}: want a string")
+    if len(split_key(value)[1]) > _LABEL_KEY_LENGTH or not _LABEL_KEY.fullmatch(value):
+        raise PolicyError(f"{where}: {path}: {_shown(value)} is not a label key")
+    return value
+
+
+def _text(value: Any, where: str, path: str) -> str:
+    """A label value. YAML reads `app: true` or `tier: 1` as bool/int: taken as written."""
     if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+        text = "true" if value else "false"
+    elif isinstance(value, (str, int)):
+        text = str(value)
+    else:
+        raise PolicyError(f"{where}: {path}: want a label value (a string), got {_kind(value)}")
+    if len(text) > 63 or not _LABEL_VALUE.fullmatch(text):
+        raise PolicyError(f"{where}: {path}: {_shown(text)} is not a label value (up to 63 "
+                          "letters, digits, '-', '_' and '.')")
+    return text
 
 
 def _mapping(value: Any, where: str, path: str) -> Mapping[str, Any]:
@@ -624,3 +741,13 @@ def _known(spec: Mapping[str, Any], where: str, path: str, fields: set[str]) -> 
 
 def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
+
+
+# Values from a policy file in messages: quoted, and cut short (a value can be megabytes).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
+
+
+def _shown(value: Any) -> str:
+    return _SHOWN.repr(value)
