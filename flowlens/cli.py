@@ -219,9 +219,10 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
           year: int | None, strict: bool) -> None:
     """Serve SOURCE... (files, folders, -) over Hubble's Observer API, as a relay that the
     hubble CLI, Hubble UI and `flowlens tail` can read. Ctrl-C stops it."""
-    _live.serve_relay(sources, _read_options(input_format, year, strict), listen=listen,
-                      speed=speed, tls_cert=tls_cert, tls_key=tls_key,
-                      tls_client_ca=tls_client_ca)
+    options = _read_options(input_format, year, strict)
+    _live.serve_relay(sources, options, listen=listen, speed=speed, tls_cert=tls_cert,
+                      tls_key=tls_key, tls_client_ca=tls_client_ca,
+                      on_loaded=lambda: _report_bad_lines(options.report))
 
 
 @main.command(cls=_filters.FilterCommand)

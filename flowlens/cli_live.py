@@ -268,9 +268,17 @@ def print_nodes(connection: Connection, output: str) -> None:
 
 
 def serve_relay(sources: tuple[str, ...], options: ReadOptions, *, listen: str, speed: str,
-                tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None) -> None:
-    """Load SOURCE... and serve them until Ctrl-C (exit status 0)."""
-    from flowlens.relay_server import ReplayData, ServerTLS, parse_speed, serve_forever
+                tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
+                on_loaded: Callable[[], None] = lambda: None) -> None:
+    """Load SOURCE... and serve them until Ctrl-C (exit status 0); `on_loaded` runs between
+    (to report unreadable lines before serving)."""
+    from flowlens.relay_server import (
+        ReplayData,
+        ServerTLS,
+        check_serving,
+        parse_speed,
+        serve_forever,
+    )
 
     pace = parse_speed(speed)
     if (tls_cert is None) != (tls_key is None):
@@ -278,7 +286,9 @@ def serve_relay(sources: tuple[str, ...], options: ReadOptions, *, listen: str, 
     if tls_client_ca is not None and tls_cert is None:
         raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
     tls = ServerTLS(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    check_serving(listen, tls)  # before a long load
     data = ReplayData.from_sources(sources, options)
+    on_loaded()
     how = "mTLS" if tls and tls.client_ca_file else "TLS" if tls else "plaintext"
 
     def ready(port: int) -> None:

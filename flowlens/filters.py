@@ -512,6 +512,10 @@ FLAGS: tuple[Flag, ...] = (
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
+# FlowFilter fields holding text that must parse (the rest is typed by protobuf, or any text).
+_TEXT_PARSERS: dict[str, Parser] = {
+    fld: f.parse for f in FLAGS for fld in (f.left, f.right)
+    if f.parse in (_ip_or_cidr, _port, _fqdn, _selector, _http_status, _regex)}
 _SHORT: dict[str, str] = {f.short: f.name for f in FLAGS if f.short}
 
 NOT = "not"
@@ -831,10 +835,27 @@ def _json_filters(flag: str, text: str) -> list[FlowFilterDict]:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"invalid value for --{flag}: not a FlowFilter in JSON ({why})"
                              ) from None
-        out.append(_protojson(message, native_ints=True))
+        flt = _protojson(message, native_ints=True)
+        _check_text_values(flag, flt)
+        out.append(flt)
     if not out:
         raise UsageError(f"invalid value for --{flag}: empty")
     return out
+
+
+def _check_text_values(flag: str, flt: FlowFilterDict) -> None:
+    """Values a FlowFilter holds as text (IPs, ports, patterns...) checked as the flags check
+    them: protobuf takes any string, the filter could not be evaluated."""
+    for fld, values in flt.items():
+        parse = _TEXT_PARSERS.get(fld)
+        if parse is None:
+            continue
+        for value in values:
+            try:
+                parse(value)
+            except ValueError as exc:
+                shown = repr(value) if len(value) <= 60 else repr(value[:60]) + "..."
+                raise UsageError(f"invalid value for --{flag}: {fld} {shown}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,9 +15,13 @@ status, and the header `hubble-relay-version` is sent.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
+import re
 import signal
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,8 +48,9 @@ from flowlens.sources.protodict import response_from_dict
 from flowlens.sources.relay import read_file
 
 __all__ = [
-    "HEALTH_SERVICE", "RELAY_VERSION", "ReplayData", "ReplayRelay", "ServerTLS", "parse_speed",
-    "serve_forever",
+    "HEALTH_SERVICE", "MAX_REQUEST_FILTERS", "MAX_REQUEST_VALUES", "MAX_VALUE_LENGTH",
+    "RELAY_VERSION", "ReplayData", "ReplayRelay", "ServerTLS", "check_request", "check_serving",
+    "parse_listen", "parse_speed", "serve_forever",
 ]
 
 HEALTH_SERVICE = "hubble.server.Observer"
@@ -53,6 +58,14 @@ HEALTH_SERVICE = "hubble.server.Observer"
 # own and only warns.
 RELAY_VERSION = "1.19.4"
 _UINT64_MAX = (1 << 64) - 1
+# What one GetFlows request may ask: every filter is compiled and matched against every flow,
+# so an unbounded request would be an unbounded amount of work (INVALID_ARGUMENT beyond).
+MAX_REQUEST_FILTERS = 1_000  # whitelist and blacklist together
+MAX_REQUEST_VALUES = 10_000  # values in all its filters together
+MAX_VALUE_LENGTH = 4_096  # characters of one value (a pod name, a regular expression, ...)
+# Requests larger than this (serialized) are matched on their own worker thread, one at a time,
+# so that many heavy requests cannot crowd out light ones (hubble observe sends a few filters).
+_LIGHT_REQUEST = 4096
 _WAIT = 0.25  # the replay clock's longest sleep
 _POLL = 0.02  # how often a follow stream looks for replayed flows
 
@@ -203,6 +216,34 @@ class _Buffer:
 # --- request evaluation -------------------------------------------------------------------
 
 
+def check_request(request: observer_pb2.GetFlowsRequest) -> None:
+    """UsageError for a request beyond the bounds above."""
+    filters = [*request.whitelist, *request.blacklist]
+    if len(filters) > MAX_REQUEST_FILTERS:
+        raise UsageError(f"{len(filters):,} filters in one request: at most "
+                         f"{MAX_REQUEST_FILTERS:,} are served")
+    values = 0
+    for flt in filters:
+        for value in _leaves(flt):
+            values += 1
+            if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+                raise UsageError(f"a filter value of {len(value):,} characters: at most "
+                                 f"{MAX_VALUE_LENGTH:,} are served")
+        if values > MAX_REQUEST_VALUES:
+            raise UsageError(f"more than {MAX_REQUEST_VALUES:,} filter values in one request")
+
+
+def _leaves(message: Any) -> Iterator[Any]:
+    """Every scalar value set in a message, nested messages and repeated fields included."""
+    for fd, value in message.ListFields():
+        items = value if fd.is_repeated else (value,)
+        for item in items:
+            if fd.message_type is not None:
+                yield from _leaves(item)
+            else:
+                yield item
+
+
 def _filters_of(request: observer_pb2.GetFlowsRequest) -> _filters.Filters:
     def as_json(flts: Iterable[Any]) -> tuple[str, ...]:
         return tuple(json_format.MessageToJson(f, preserving_proto_field_name=True, indent=None)
@@ -319,16 +360,21 @@ class _Observer:
 
     def responses(self, request: observer_pb2.GetFlowsRequest) -> Iterator[bytes | None]:
         """What GetFlows sends, in order; None means "nothing yet" (a follow stream waits a
-        moment and asks again). UsageError for a request that cannot be served."""
+        moment and asks again). UsageError for a request that cannot be served, raised here:
+        the request is checked and its filters matched against every flow now (the slow part,
+        which the asyncio server runs off its event loop), the iterator only sends."""
+        check_request(request)
         masked = _masker(request)
-        if masked is None:
-            yield from self._responses(request)
-            return
-        for payload in self._responses(request):
-            yield None if payload is None else masked(payload)
+        try:
+            plan = _plan(request, self.buffer)
+        except (ValueError, TypeError, KeyError, OverflowError, re.error) as exc:
+            # A malformed value a raw client sent (a bad CIDR, port or pattern).
+            raise UsageError(f"invalid filter: {exc}") from None
+        sent = self._responses(request, plan)
+        return sent if masked is None else (None if p is None else masked(p) for p in sent)
 
-    def _responses(self, request: observer_pb2.GetFlowsRequest) -> Iterator[bytes | None]:
-        plan = _plan(request, self.buffer)
+    def _responses(self, request: observer_pb2.GetFlowsRequest, plan: _Plan
+                   ) -> Iterator[bytes | None]:
         data = self.buffer.data
         yield self._connected()
         yield from data.node_status
@@ -379,16 +425,20 @@ class _Observer:
 
     def get_nodes(self) -> observer_pb2.GetNodesResponse:
         node_column = self.buffer.data.frame["node"]
-        available = self.buffer.available
+        codes = node_column.cat.codes.to_numpy()
+        # Counted by code in one pass (a comparison per node would be nodes x flows).
+        total = np.bincount(codes[codes >= 0], minlength=len(node_column.cat.categories))
+        seen_all = codes[:self.buffer.available]
+        seen = np.bincount(seen_all[seen_all >= 0], minlength=len(total))
+        index = {str(name): i for i, name in enumerate(node_column.cat.categories)}
         uptime_ns = int((time.monotonic() - self.buffer.started) * 1e9)
         response = observer_pb2.GetNodesResponse()
         for name in self.nodes:
-            is_node = (node_column == name).to_numpy(dtype=bool, na_value=False)
-            seen = int(is_node[:available].sum())
+            i = index[name]
             node = response.nodes.add(
                 name=name, version=RELAY_VERSION, address=self.address,
-                state=relay_pb2.NODE_CONNECTED, uptime_ns=uptime_ns, num_flows=seen,
-                max_flows=int(is_node.sum()), seen_flows=seen)
+                state=relay_pb2.NODE_CONNECTED, uptime_ns=uptime_ns, num_flows=int(seen[i]),
+                max_flows=int(total[i]), seen_flows=int(seen[i]))
             node.tls.enabled = self.tls_name is not None
             node.tls.server_name = self.tls_name or ""
         return response
@@ -434,18 +484,26 @@ class _Observer:
         return self._handler(get_flows, unary)
 
     def aio_handler(self) -> grpc.GenericRpcHandler:
+        # Requests are matched on worker threads: a heavy one must not hold up the event loop
+        # (every other client), nor the light ones queued behind it.
+        light = futures.ThreadPoolExecutor(2, thread_name_prefix="flowlens-light")
+        heavy = futures.ThreadPoolExecutor(1, thread_name_prefix="flowlens-heavy")
+
         async def get_flows(request: Any, context: Any) -> None:
             await context.send_initial_metadata(_HEADER)
+            pool = light if request.ByteSize() <= _LIGHT_REQUEST else heavy
             try:
-                for payload in self.responses(request):
-                    if payload is not None:
-                        await context.write(payload)
-                    elif context.done():
-                        return
-                    else:
-                        await asyncio.sleep(_POLL)
+                responses = await asyncio.get_running_loop().run_in_executor(
+                    pool, self.responses, request)
             except UsageError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            for payload in responses:
+                if payload is not None:
+                    await context.write(payload)
+                elif context.done():
+                    return
+                else:
+                    await asyncio.sleep(_POLL)
 
         def unary(answer: Callable[[], Any]) -> Callable[[Any, Any], Any]:
             async def handle(request: Any, context: Any) -> Any:
@@ -495,6 +553,7 @@ class ReplayRelay:
         self.buffer = _Buffer(data, speed)
         self.port = 0
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                   options=_SERVER_OPTIONS,
                                    maximum_concurrent_rpcs=max_workers - 2)
         self._health = health.HealthServicer()
 
@@ -521,15 +580,88 @@ class ReplayRelay:
         self.stop()
 
 
+# One server per port: grpc would otherwise share a port in use (SO_REUSEPORT), and clients
+# would get either server's capture.
+_SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """--listen HOST:PORT ([v6]:PORT; an empty host is every interface) as (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5 \
+            or int(port) > 65535:
+        raise UsageError(f"invalid value {listen!r} for --listen: want HOST:PORT with a port "
+                         "from 0 to 65535")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _check_free(listen: str) -> None:
+    """UsageError naming the address if it cannot be listened on: in use, not this machine's,
+    not allowed. grpc's own bind error says only "Failed to bind"."""
+    host, port = parse_listen(listen)
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot listen on {listen}: {exc.strerror}") from None
+    problems = []
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            try:
+                probe.bind(address)
+                probe.listen()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise UsageError(f"cannot listen on {listen}: address in use") from None
+                problems.append(exc.strerror or str(exc))
+    if problems and len(problems) == len(addresses):
+        raise UsageError(f"cannot listen on {listen}: {problems[0]}")
+
+
+def _check_tls(tls: ServerTLS) -> tuple[bytes, bytes, bytes | None]:
+    """The certificate, key and client CA (PEM), checked: UsageError naming the file that is
+    not what it should be (grpc would say only "Failed to bind")."""
+    cert = read_file(tls.cert_file, "--tls-cert file")
+    key = read_file(tls.key_file, "--tls-key file")
+    ca = read_file(tls.client_ca_file, "--tls-client-ca file") if tls.client_ca_file else None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password callback: an encrypted key fails here instead of prompting.
+        context.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: "")
+    except ssl.SSLError as exc:
+        raise UsageError(f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}: not a PEM "
+                         f"certificate and its unencrypted key{_reason(exc)}") from None
+    if tls.client_ca_file:
+        try:
+            context.load_verify_locations(tls.client_ca_file)
+        except ssl.SSLError as exc:
+            raise UsageError(f"--tls-client-ca {tls.client_ca_file}: not a PEM CA certificate"
+                             f"{_reason(exc)}") from None
+    return cert, key, ca
+
+
+def check_serving(listen: str, tls: ServerTLS | None) -> None:
+    """UsageError, before anything is loaded, if the relay could not serve on `listen` with
+    these certificates."""
+    _check_free(listen)
+    if tls is not None:
+        _check_tls(tls)
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    return f" ({exc.reason.lower().replace('_', ' ')})" if exc.reason else ""
+
+
 def _bind(server: Any, listen: str, tls: ServerTLS | None) -> int:
+    _check_free(listen)
     try:
         if tls is None:
             port = server.add_insecure_port(listen)
         else:
-            ca = read_file(tls.client_ca_file, "client CA file") if tls.client_ca_file else None
+            cert, key, ca = _check_tls(tls)
             credentials = grpc.ssl_server_credentials(
-                [(read_file(tls.key_file, "key file"), read_file(tls.cert_file, "cert file"))],
-                root_certificates=ca, require_client_auth=ca is not None)
+                [(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
             port = server.add_secure_port(listen, credentials)
     except RuntimeError as exc:
         raise UsageError(f"cannot listen on {listen}: {exc}") from None
@@ -552,7 +684,7 @@ def serve_forever(data: ReplayData, *, listen: str = "127.0.0.1:4245",
 async def _serve_aio(data: ReplayData, listen: str, speed: float | None,
                      tls: ServerTLS | None, on_ready: Callable[[int], None]) -> None:
     buffer = _Buffer(data, speed)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=_SERVER_OPTIONS)
     observer = _Observer(buffer, listen, "relay" if tls else None)
     server.add_generic_rpc_handlers((observer.aio_handler(),))
     checks = health.aio.HealthServicer()  # type: ignore[attr-defined]

@@ -339,7 +339,7 @@ def _documents(text: str, origin: str) -> list[Any]:
     loader = _Loader(text)
     aliases = "*" in text  # an alias is `*name`: without one, nothing to expand
     try:
-        documents = []
+        documents: list[Any] = []
         while loader.check_node():
             node = loader.get_node()
             expanded, distinct = _expanded_size(node) if aliases else (0, 0)
@@ -608,8 +608,8 @@ def _port(protocol: str, port: Any, end_port: Any, where: str, path: str) -> Por
         return PortRule(protocol)
     if named:
         if not _PORT_NAME.fullmatch(port) or len(port) > 15:
-            raise PolicyError(f"{where}: {path}.port: {_shown(port)} is not a port number or a port "
-                              "name (up to 15 lowercase letters, digits and '-')")
+            raise PolicyError(f"{where}: {path}.port: {_shown(port)} is not a port number or a "
+                              "port name (up to 15 lowercase letters, digits and '-')")
         return PortRule(protocol, name=port)
     number = _port_number(port, where, f"{path}.port")
     end = None if end_port is None else _port_number(end_port, where, f"{path}.endPort")

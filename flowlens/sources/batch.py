@@ -15,6 +15,7 @@ from flowlens.errors import BadInputError
 
 # How many bad lines are shown with file:line before only the count is reported.
 SHOWN_BAD_LINES = 5
+MAX_REASON = 200  # characters of why a line is bad
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ReadReport:
 
     def bad(self, where: str, why: str) -> None:
         """Count one unreadable line; under --strict it stops the read instead."""
+        if len(why) > MAX_REASON:  # reasons may quote the line, which may be megabytes
+            why = why[:MAX_REASON] + "..."
         message = f"{where}: {why}"
         if self.strict:
             raise BadInputError(message)

@@ -19,11 +19,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+from google.protobuf import json_format
 
 from flowlens import _hubble as H
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.camel import flow_to_proto_names, lost_event_to_proto_names, to_proto_names
 from flowlens.sources.files import Opened
+from flowlens.sources.protodict import response_from_dict
 
 _S = pa.string()
 _I = pa.int64()
@@ -239,6 +241,12 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
         if norm is None:
             report.other_records += 1
             continue
+        # Records kept as written (to be written back or served) must be whole Hubble
+        # messages, also in the fields the frame does not read.
+        why = _not_a_message(norm) if keep_raw or "node_status" in norm else None
+        if why is not None:
+            report.bad(where(i), f"not a Hubble flow ({why})")
+            continue
         if "node_status" in norm:
             report.node_status.append(norm)
             continue
@@ -259,6 +267,15 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
     if keep_raw:
         batch.raw = [norm for _, norm, _ in good if "flow" in norm]
     return batch
+
+
+def _not_a_message(record: dict[str, Any]) -> str | None:
+    """Why protobuf cannot take the record as a GetFlowsResponse (as hubble reads it), if so."""
+    try:
+        response_from_dict(record)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        return str(exc)
+    return None
 
 
 def _decode_block(lines: list[bytes]) -> pa.Table | str:
