@@ -13,7 +13,8 @@ import click
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
-from flowlens.errors import FlowlensError, UsageError
+from flowlens.cli_live import counted
+from flowlens.errors import FlowlensError, RelayError, UsageError
 from flowlens.frame import take
 from flowlens.load import ReadOptions, load
 from flowlens.sources.batch import ReadReport
@@ -40,6 +41,12 @@ else:  # each command loads what it uses: `flowlens --help` loads none of them
 F = TypeVar("F", bound=Callable[..., Any])
 
 OUTPUTS = ("compact", "dict", "table", "tab", "jsonpb", "json")
+# The report format a file's extension asks for when --format is not given.
+REPORT_SUFFIXES = {".html": "html", ".md": "md", ".json": "json", ".txt": "text"}
+# Words that name a format, never a file, as -o of report, convert and policy: `-o json` is
+# hubble's tail habit, and would write a file named "json".
+_FORMAT_WORDS = frozenset({*REPORT_SUFFIXES.values(), "txt", "markdown", *OUTPUTS, "parquet",
+                           "csv", "jsonl", "yaml", "yml"})
 
 
 def input_options(f: F) -> F:
@@ -59,15 +66,41 @@ def input_options(f: F) -> F:
 def report_output_options(f: F) -> F:
     """--format, -o and --plotlyjs, as `report` and `policy check` share them."""
     for option in reversed([
-        click.option("--format", "fmt", default="text", show_default=True, metavar="FORMAT",
-                     help="html (self-contained page with charts), text, json or md."),
+        click.option("--format", "fmt", metavar="FORMAT",
+                     help="html (self-contained page with charts), text, json or md "
+                          "(default: from the extension of -o FILE, else text)."),
         click.option("-o", "--output", "out", metavar="FILE",
-                     help="Write to FILE (default: standard output)."),
+                     help="Write to FILE (default: standard output); its extension .html, "
+                          ".md, .json or .txt sets the format when --format is not given."),
         click.option("--plotlyjs", default="inline", show_default=True, metavar="inline|cdn",
                      help="html: inline plotly.js (works offline) or load it from its CDN."),
     ]):
         f = option(f)
     return f
+
+
+def _report_format(fmt: str | None, out: str | None) -> str:
+    """--format, else the format the -o file's extension names, else text."""
+    if fmt is not None:
+        return fmt.lower()
+    return REPORT_SUFFIXES.get(Path(out).suffix.lower(), "text") if out else "text"
+
+
+def _check_output_file(out: str | None, meaning: str) -> None:
+    """Refuse `-o json` where -o names a file: `meaning` says what -o is there instead."""
+    if out is not None and out.lower() in _FORMAT_WORDS and not Path(out).is_dir():
+        raise UsageError(f"-o {out} names no file: {meaning} (-o ./{out} writes a file named "
+                         f"{out!r})")
+
+
+_REPORT_OUTPUT = ("here -o is the output file, its extension sets the format (report.html, "
+                  ".md, .json, .txt), and --format sets it whatever the name")
+
+
+def _one_window(command: click.Command) -> click.Command:
+    """report and policy check read one window: they take every filter flag but -f/--follow."""
+    command.params = [p for p in command.params if "--follow" not in p.opts]
+    return command
 
 
 def _read_options(input_format: str | None, year: int | None, strict: bool,
@@ -102,7 +135,9 @@ def main() -> None:
     """flowlens: what your Cilium network policies are doing, from Hubble flows."""
 
 
-@main.command(cls=_filters.FilterCommand)
+@main.command(cls=_filters.FilterCommand,
+              short_help="Print saved or live flows as hubble observe does, filtered.",
+              context_settings={"allow_extra_args": True})  # to hint at --input-file FILE
 @click.option("--input-file", "input_files", multiple=True, metavar="SOURCE",
               help="Read flows from a file (plain or .gz), a folder, or - for stdin "
                    "(jsonpb, hubble text or Parquet). Repeatable.")
@@ -117,6 +152,10 @@ def main() -> None:
 @click.option("--print-policy-names", is_flag=True,
               help="Print the policies that allowed or denied policy verdicts.")
 @click.option("--numeric", is_flag=True, help="Print IP addresses instead of names.")
+@click.option("--color", type=click.Choice(("auto", "always", "never"), case_sensitive=False),
+              default="auto", show_default=True,
+              help="Colour compact and dict output, as hubble: auto colours a terminal (not "
+                   "with TERM=dumb or NO_COLOR set).")
 @click.option("--save", metavar="FILE",
               help="Relay only: also write every flow to FILE as jsonpb (hubble-readable).")
 @click.option("--print-raw-filters", is_flag=True,
@@ -125,7 +164,7 @@ def main() -> None:
 @_filters.filter_options
 def tail(input_files: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
          output: str, time_format: str, print_node_name: bool, print_policy_names: bool,
-         numeric: bool, save: str | None, print_raw_filters: bool,
+         numeric: bool, color: str, save: str | None, print_raw_filters: bool,
          connection: Connection, filters: _filters.Filters) -> None:
     """Print flows as `hubble observe` does, filtered with hubble's filter flags.
 
@@ -133,14 +172,19 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     -f/--follow, --last, --first, --all, --since or --until the last 20 flows (per node, as
     hubble-relay counts) are printed; Ctrl-C ends a stream with exit status 0 and a summary.
     From files every flow is printed unless --last/--first/--since/--until select."""
+    stray = click.get_current_context().args
+    if stray:
+        raise click.UsageError(f"unexpected argument {stray[0]!r}: tail reads saved flows with "
+                               f"--input-file (flowlens tail --input-file {stray[0]})")
     fmt = {"tab": "table", "json": "jsonpb"}.get(output.lower(), output.lower())
+    colored = _colored(color)
     if print_raw_filters:
         click.echo(_filters.raw_filters_yaml(filters), nl=False)
         return
     if not input_files:
         _live.tail_relay(connection, filters, fmt=fmt, time_format=time_format,
                          node_name=print_node_name, policy_names=print_policy_names,
-                         numeric=numeric, save=save)
+                         numeric=numeric, color=colored, save=save)
         return
     if save is not None:
         raise UsageError("--save is for streams from a relay; use `flowlens convert` for files")
@@ -151,23 +195,33 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     if raw is not None:
         raw = [raw[i] for i in rows]
     for line in _render(chosen, raw, fmt, time_format, print_node_name, print_policy_names,
-                        numeric):
+                        numeric, colored):
         sys.stdout.write(line)
     sys.stdout.flush()
     _report_bad_lines(options.report)
 
 
 def _render(df: pd.DataFrame, raw: list[dict[str, Any]] | None, fmt: str, time_format: str,
-            node_name: bool, policy_names: bool, numeric: bool) -> Iterator[str]:
+            node_name: bool, policy_names: bool, numeric: bool, color: bool) -> Iterator[str]:
     if fmt == "jsonpb":
         return _outputs.jsonpb_lines(df, raw)
     renderer = {"compact": _hubble_text.compact, "dict": _hubble_text.dict_,
                 "table": _hubble_text.table}[fmt]
     return renderer(df, time_format=time_format, node_name=node_name,
-                    policy_names=policy_names, numeric=numeric)
+                    policy_names=policy_names, numeric=numeric, color=color)
 
 
-@main.command()
+def _colored(when: str) -> bool:
+    """hubble's --color: always, never, or auto: when stdout is a terminal, unless TERM is dumb
+    or NO_COLOR is set (as the hubble CLI decides, checked against it)."""
+    when = when.lower()
+    if when != "auto":
+        return when == "always"
+    return (_live.is_tty(sys.stdout) and os.environ.get("TERM") != "dumb"
+            and not os.environ.get("NO_COLOR"))
+
+
+@main.command(short_help="Convert saved flows to Parquet, CSV, JSON lines or jsonpb.")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, metavar="OUT",
               help="Output file: .parquet, .csv, .jsonl (frame rows) or .jsonpb (hubble-readable).")
@@ -176,16 +230,18 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
             strict: bool) -> None:
     """Convert SOURCE... (jsonpb, hubble text or Parquet; files, folders, -) into one OUT
     file."""
+    _check_output_file(out, "here -o is the output file, its extension sets the format "
+                            "(flows.parquet, .csv, .jsonl, .jsonpb)")
     options = _read_options(input_format, year, strict, keep_raw=out.lower().endswith(".jsonpb"))
     df, raw = load(sources, options)
     _outputs.write_frame(df, out, raw)
     lost = df.attrs.get("lost_events", ())
-    click.echo(f"flowlens: wrote {len(df):,} flows and {len(lost):,} lost-event records to {out}",
-               err=True)
+    click.echo(f"flowlens: wrote {counted(len(df), 'flow')} and "
+               f"{counted(len(lost), 'lost-event record')} to {out}", err=True)
     _report_bad_lines(options.report)
 
 
-@main.command()
+@main.command(short_help="Show the relay's status, as hubble status.")
 @_live.connection_options
 @click.option("-o", "--output", type=click.Choice(("compact", "json"), case_sensitive=False),
               default="compact", show_default=True, help="Output format.")
@@ -194,7 +250,7 @@ def status(connection: Connection, output: str) -> None:
     _live.print_status(connection, output.lower())
 
 
-@main.command()
+@main.command(short_help="List the nodes the relay sees.")
 @_live.connection_options
 @click.option("-o", "--output", type=click.Choice(("table", "json"), case_sensitive=False),
               default="table", show_default=True, help="Output format.")
@@ -203,7 +259,7 @@ def nodes(connection: Connection, output: str) -> None:
     _live.print_nodes(connection, output.lower())
 
 
-@main.command()
+@main.command(short_help="Serve saved flows as hubble-relay does.")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--listen", default="127.0.0.1:4245", show_default=True, metavar="ADDRESS",
               help="Address to serve the Observer API on.")
@@ -225,7 +281,9 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
                       on_loaded=lambda: _report_bad_lines(options.report))
 
 
-@main.command(cls=_filters.FilterCommand)
+@_one_window
+@main.command(cls=_filters.FilterCommand,
+              short_help="The Hubble dashboard's panels as a text, md, json or html report.")
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @input_options
 @report_output_options
@@ -242,7 +300,7 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
 @_live.connection_options
 @_filters.filter_options
 def report(sources: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
-           fmt: str, out: str | None, top: str, bucket: str | None, plotlyjs: str,
+           fmt: str | None, out: str | None, top: str, bucket: str | None, plotlyjs: str,
            policy_files: tuple[str, ...], named_ports: tuple[str, ...],
            connection: Connection, filters: _filters.Filters) -> None:
     """The Hubble dashboard's panels as a report over SOURCE... (files, folders, -), or over
@@ -251,12 +309,11 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
 
     --since/--until durations count back from the newest flow of the input (files) or from
     now (relay); hubble's filter flags select the flows."""
-    fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
+    _check_output_file(out, _REPORT_OUTPUT)
+    fmt, plotlyjs = _report_format(fmt, out), plotlyjs.lower()
     _report_formats.check_format(fmt, plotlyjs)
     size = _analyses.parse_bucket(bucket) if bucket is not None else None
     rows = _top(top)
-    if filters.follow:
-        raise UsageError("--follow does not go with report, which covers one window")
     if out is not None:
         _check_writable(out)
     policies = _policy.load_policies(policy_files) if policy_files else None
@@ -267,7 +324,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     _warn_policy_notes(built)
     _write(_report_formats.report_chunks(built, fmt, plotlyjs), out)
     if out is not None:
-        click.echo(f"flowlens: wrote the {fmt} report of {built.flows:,} flows to {out}",
+        click.echo(f"flowlens: wrote the {fmt} report of {counted(built.flows, 'flow')} to {out}",
                    err=True)
     _report_bad_lines(options.report)
 
@@ -278,11 +335,21 @@ def _report_over(sources: tuple[str, ...], options: ReadOptions, connection: Con
     if sources:
         df, _ = load(sources, options)
         return _analyses.build_report(df, filters, sources=sources, **kwargs)
-    window = _relay.read_window(connection, filters)
+    window = _relay_window(connection, filters)
     return _analyses.build_report(window.flows, filters,
                                   sources=(f"hubble-relay {connection.server}",),
                                   anchor="now", now=window.now, filtered=window.filtered,
                                   held=window.held, **kwargs)
+
+
+def _relay_window(connection: Connection, filters: _filters.Filters) -> _relay.RelayWindow:
+    """The relay's window (`flowlens.live.read_window`), for a command given no SOURCE."""
+    try:
+        return _relay.read_window(connection, filters)
+    except RelayError as exc:
+        # Say why a relay was asked at all: the user may have meant to name files.
+        raise RelayError(f"no SOURCE given, so flows were asked of hubble-relay at "
+                         f"{connection.server} (--server, $HUBBLE_SERVER): {exc}") from None
 
 
 def _top(text: str) -> int:
@@ -319,13 +386,15 @@ def _write(chunks: Iterable[str], out: str | None) -> None:
 
 # --- policy lens --------------------------------------------------------------------------------
 
-@main.group()
+@main.group(short_help="Check policies against flows, or suggest them from flows.")
 def policy() -> None:
     """What NetworkPolicies would do to the connections in recorded flows (check), and the
     least-privilege policies those flows call for (suggest)."""
 
 
-@policy.command("check", cls=_filters.FilterCommand)
+@_one_window
+@policy.command("check", cls=_filters.FilterCommand,
+                short_help="What these policies would change for the flows' connections.")
 @click.argument("paths", nargs=-1, required=True, metavar="POLICY.yaml... [SOURCE]...")
 @input_options
 @report_output_options
@@ -334,7 +403,7 @@ def policy() -> None:
 @_live.connection_options
 @_filters.filter_options
 def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | None,
-                 strict: bool, fmt: str, out: str | None, named_ports: tuple[str, ...],
+                 strict: bool, fmt: str | None, out: str | None, named_ports: tuple[str, ...],
                  plotlyjs: str, connection: Connection, filters: _filters.Filters) -> None:
     """Evaluate the policies in POLICY.yaml... (files ending in .yaml or .yml, or folders of
     them) against the connections in SOURCE... (flow files, folders, -; the relay at --server
@@ -342,13 +411,12 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     egress, destination ingress) the verdict observed in the flows, the verdict the policies
     predict and the rule that allows it; then what would break, what becomes allowed and what
     stays. Kubernetes NetworkPolicy in full, CiliumNetworkPolicy in part (see the README)."""
-    fmt, plotlyjs = fmt.lower(), plotlyjs.lower()
+    _check_output_file(out, _REPORT_OUTPUT)
+    fmt, plotlyjs = _report_format(fmt, out), plotlyjs.lower()
     _report_formats.check_format(fmt, plotlyjs)
     policy_paths, sources = _policy.split_paths(paths)
     if not policy_paths:
         raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml) first")
-    if filters.follow:
-        raise UsageError("--follow does not go with policy check, which covers one window")
     if out is not None:
         _check_writable(out)
     policies = _policy.load_policies(policy_paths)
@@ -362,17 +430,18 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
            else _report_formats.report_chunks(built, fmt, plotlyjs),
            out)
     summary = built.policy.summary
-    click.echo(f"flowlens: {built.flows:,} flows, {len(built.policy.connections):,} connection "
-               f"ends: {summary['would_break']} would break, {summary['newly_allowed']} newly "
-               f"allowed, {summary['unknown']} unknown, {summary['unchanged']} unchanged",
+    click.echo(f"flowlens: {counted(built.flows, 'flow')}, "
+               f"{counted(len(built.policy.connections), 'connection end')}: "
+               f"{summary['would_break']:,} would break, {summary['newly_allowed']:,} newly "
+               f"allowed, {summary['unknown']:,} unknown, {summary['unchanged']:,} unchanged",
                err=True)
     _report_bad_lines(options.report)
 
 
-@policy.command("suggest")
+@policy.command("suggest", short_help="Least-privilege NetworkPolicy YAML from the flows.")
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @input_options
-@click.option("--namespace", metavar="NS", help="Only workloads in this namespace.")
+@click.option("-n", "--namespace", metavar="NS", help="Only workloads in this namespace.")
 @click.option("--selector", metavar="KEY=VALUE[,...]",
               help="Only workloads whose labels match, e.g. app=backend.")
 @click.option("--direction", type=click.Choice(("ingress", "egress", "both")),
@@ -396,6 +465,7 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
     chosen = _policy.parse_selector(selector)
     directions = _policy.DIRECTIONS if direction == "both" else (
         "ingress" if direction == "ingress" else "egress",)
+    _check_output_file(out, "here -o is the file the YAML is written to (e.g. -o policy.yaml)")
     if out is not None:
         _check_writable(out)
     options = _read_options(input_format, year, strict)
@@ -403,14 +473,14 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
         df, _ = load(sources, options)
         df = _filters.select(filters, df)
     else:
-        df = _relay.read_window(connection, filters).flows
+        df = _relay_window(connection, filters).flows
     suggestion = _policy.suggest(df, namespace=namespace, selector=chosen,
                                  directions=directions)
     for note in suggestion.notes:
         click.echo(f"flowlens: note: {note}", err=True)
     _write([suggestion.yaml()], out)
-    click.echo(f"flowlens: {len(suggestion.policies)} policies from {len(df):,} flows",
-               err=True)
+    click.echo(f"flowlens: {counted(len(suggestion.policies), 'policy', 'policies')} from "
+               f"{counted(len(df), 'flow')}", err=True)
     _report_bad_lines(options.report)
 
 

@@ -108,7 +108,7 @@ class _Printer:
         self.render = render
         self.save = save
         self.time_format = time_format
-        self.status = _live.StatusLine(sys.stderr, stream.stats) if _is_tty(sys.stderr) \
+        self.status = _live.StatusLine(sys.stderr, stream.stats) if is_tty(sys.stderr) \
             else None
         self.blocks = 0  # dict blocks printed: every block but the first has a separator
         self.lock = threading.Lock()
@@ -164,7 +164,12 @@ class _Printer:
             self.status.clear()
 
 
-def _is_tty(stream: IO[str]) -> bool:
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 flow`, `3,230 flows`: a count for a message, with thousands separators."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def is_tty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
@@ -173,7 +178,7 @@ def _is_tty(stream: IO[str]) -> bool:
 
 def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
                time_format: str, node_name: bool, policy_names: bool, numeric: bool,
-               save: str | None) -> None:
+               color: bool, save: str | None) -> None:
     """`flowlens tail` without --input-file: stream from the relay and print as hubble does.
     Ctrl-C ends it with exit status 0 and a one-line summary on stderr."""
     if fmt == "table" and filters.follow:
@@ -184,7 +189,7 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
 
     def render(df: pd.DataFrame) -> Iterator[str]:
         return renderer(df, time_format=time_format, node_name=node_name,
-                        policy_names=policy_names, numeric=numeric)
+                        policy_names=policy_names, numeric=numeric, color=color)
 
     keep = fmt == "jsonpb" or save is not None
     stream = _relay.relay_stream(connection, filters, keep_payloads=keep)
@@ -196,6 +201,11 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # `kill`: end as cleanly as Ctrl-C
         stream.connect()
+        if filters.follow and _from_now_on(filters):
+            # A relay that replays a saved capture at once has nothing newer: say why nothing
+            # shows, once.
+            printer.event("following from the newest flow: only flows that arrive from now on "
+                          "are shown (--last N or --since TIME shows history first)")
         if filters.follow:
             for decoded in stream:
                 printer.node_status(decoded)
@@ -220,8 +230,14 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
             saver.close()
     stats = stream.stats
     if interrupted or filters.follow or stats.lost_events or stats.lost_records \
-            or _is_tty(sys.stderr):
+            or is_tty(sys.stderr):
         sys.stderr.write(_live.summary_line(stats, connection.server))
+
+
+def _from_now_on(filters: _filters.Filters) -> bool:
+    """Whether a request asks for no flow the relay already holds."""
+    return (filters.last is None and filters.first is None and filters.since is None
+            and not filters.all)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -977,7 +977,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fh.write(encode(rec))
             count += 1
     how = "hubble jsonpb encoder" if exact else "json.dumps fallback"
-    print(f"wrote {count} records to {path} ({how})", file=sys.stderr)
+    print(f"wrote {count:,} records to {path} ({how})", file=sys.stderr)
     return 0
 
 

@@ -219,7 +219,7 @@ def test_suggest_cli_output_checks_clean(tmp_path: Path,
     result = run("policy", "suggest", LAB, "--until", until, "--selector", "app=backend",
                  "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert "1 policies" in result.stderr
+    assert "1 policy from" in result.stderr
     checked = run("policy", "check", str(out), LAB, "--until", until, "--format", "json")
     assert checked.exit_code == 0, checked.output
     assert json.loads(checked.stdout)["summary"]["would_break"] == 0

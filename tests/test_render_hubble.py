@@ -9,13 +9,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from shared_data import SHARED
+from shared_data import REFERENCE_BIN, REFERENCE_BIN_ABSENT, SHARED
 
 from flowlens.load import read
 from flowlens.render.hubble import TIME_FORMATS, compact, dict_, format_time, table
@@ -345,3 +346,95 @@ def test_table_aligns_over_all_records(tmp_path: Path) -> None:
 def test_no_records_print_nothing(tmp_path: Path) -> None:
     empty = flows(tmp_path, {}).iloc[0:0]
     assert list(compact(empty)) == list(dict_(empty)) == list(table(empty)) == []
+
+
+# --- colour (§3.3.8): --color always ---------------------------------------------------------
+
+CYAN, YELLOW, MAGENTA, GREEN, RED, RESET = (f"\x1b[{n}m" for n in (36, 33, 35, 32, 31, 0))
+
+
+def test_colored_compact_is_the_spec_example(tmp_path: Path) -> None:
+    df = flows(tmp_path, {})
+    assert compact_text(df, color=True) == [
+        f"Jan  1 00:20:34.567: {CYAN}1.1.1.1:{YELLOW}31793{RESET}{RESET} {MAGENTA}(health)"
+        f"{RESET} -> {CYAN}2.2.2.2:{YELLOW}8080{RESET}{RESET} {MAGENTA}(ID:12345){RESET} "
+        f"Policy denied {RED}DROPPED{RESET} (TCP Flags: SYN)\n"]
+
+
+def test_colors_follow_the_verdict_and_auth(tmp_path: Path) -> None:
+    verdicts = ["FORWARDED", "REDIRECTED", "ERROR", "AUDIT", "TRACED", "TRANSLATED",
+                "VERDICT_UNKNOWN"]
+    df = flows(tmp_path, *({"verdict": v} for v in verdicts),
+               {**POLICY_VERDICT, "traffic_direction": "EGRESS", "egress_denied_by": [MY_POLICY]},
+               {"auth_type": "SPIRE"}, {"auth_type": "TEST_ALWAYS_FAIL"},
+               {"l4": {"ICMPv4": {"type": 8}}},
+               {"IP": {"source": "fd00::1", "destination": "fd00::2"}},
+               lost_events=[(0, LOST)])
+    lines = compact_text(df, color=True, policy_names=True)
+    assert lines[0] == "Jan  1 00:20:34.567 EVENTS LOST: HUBBLE_RING_BUFFER CPU(5) 1\n"
+    painted = [line.split(f"{RESET} Policy denied ")[-1] for line in lines[1:8]]
+    assert painted == [f"{GREEN}FORWARDED{RESET} (TCP Flags: SYN)\n",
+                       f"{GREEN}REDIRECTED{RESET} (TCP Flags: SYN)\n",
+                       f"{RED}ERROR{RESET} (TCP Flags: SYN)\n",
+                       f"{YELLOW}AUDIT{RESET} (TCP Flags: SYN)\n",
+                       f"{YELLOW}TRACED{RESET} (TCP Flags: SYN)\n",
+                       f"{YELLOW}TRANSLATED{RESET} (TCP Flags: SYN)\n",
+                       "VERDICT_UNKNOWN (TCP Flags: SYN)\n"]
+    assert lines[8].endswith(f" policy-verdict:none EGRESS {RED}DENIED BY my-policy "
+                             f"(CiliumNetworkPolicy){RESET} (TCP Flags: SYN)\n")
+    assert lines[9].endswith(f"(TCP Flags: SYN; Auth: {GREEN}SPIRE{RESET})\n")
+    assert lines[10].endswith(f"(TCP Flags: SYN; Auth: {RED}TEST_ALWAYS_FAIL{RESET})\n")
+    assert f"{CYAN}1.1.1.1{RESET} {MAGENTA}(health){RESET} -> {CYAN}2.2.2.2{RESET}" in lines[11]
+    assert f"{CYAN}[fd00::2]:{YELLOW}8080{RESET}{RESET}" in lines[12]
+    # Without colour, the same text.
+    assert [re.sub(r"\x1b\[\d+m", "", line) for line in lines] == compact_text(
+        df, policy_names=True)
+
+
+def test_colored_dict_paints_hosts_and_verdict_only(tmp_path: Path) -> None:
+    df = flows(tmp_path, {"is_reply": True}, lost_events=[(1, LOST)])
+    blocks = list(dict_(df, color=True, node_name=True))
+    assert blocks[0] == (
+        "  TIMESTAMP: Jan  1 00:20:34.567\n"
+        "       NODE: k8s1\n"
+        f"     SOURCE: {CYAN}1.1.1.1:{YELLOW}31793{RESET}{RESET}\n"
+        f"DESTINATION: {CYAN}2.2.2.2:{YELLOW}8080{RESET}{RESET}\n"
+        "       TYPE: Policy denied\n"
+        f"    VERDICT: {RED}DROPPED{RESET}\n"
+        "    SUMMARY: TCP Flags: SYN\n")
+    assert blocks[1] == list(dict_(df, node_name=True))[1]  # lost events: never coloured
+    assert list(table(df, color=True)) == list(table(df))
+
+
+def test_colour_never_lets_a_flow_write_escape_sequences(tmp_path: Path) -> None:
+    """hubble v1.19.4 passes sequences from a flow that equal its own colour codes (such as
+    ESC[0m) through raw when colouring; flowlens escapes every byte that came from a flow."""
+    summary = "topic 'my-topic\x1b[31mred\x1b[0m\x1b]0;owned\x07\r'"
+    df = flows(tmp_path, {"Summary": summary, "source": {"identity": 4, "pod_name": "p\x1b[0m"}})
+    line = compact_text(df, color=True)[0]
+    assert line.endswith("(topic 'my-topic^[[31mred^[[0m^[]0;owned\x07\\r')\n")
+    assert f"{CYAN}p^[[0m:{YELLOW}31793{RESET}{RESET}" in line
+    # The printer's own: the hosts' 2 x 4, the verdict's 2, in compact the identities' 2 x 2.
+    for renderer, sequences in ((compact, 14), (dict_, 10)):
+        colored = "".join(renderer(df, color=True))
+        assert colored.count("\x1b") == sequences
+        assert re.sub(r"\x1b\[\d+m", "", colored) == "".join(renderer(df))
+
+
+@pytest.mark.skipif(REFERENCE_BIN is None, reason=REFERENCE_BIN_ABSENT)
+@pytest.mark.parametrize(("fmt", "options", "flags"), [
+    ("compact", {}, []),
+    ("dict", {}, ["-o", "dict"]),
+    ("compact", {"node_name": True, "policy_names": True},
+     ["--print-node-name", "--print-policy-names"]),
+])
+def test_colors_match_hubble(fmt: str, options: dict[str, Any], flags: list[str],
+                             tmp_path: Path) -> None:
+    assert REFERENCE_BIN is not None
+    renderer = compact if fmt == "compact" else dict_
+    for capture in [REFERENCE / "coverage.jsonl", REFERENCE / "lab-small.jsonl", *OTEL]:
+        expected = tmp_path / f"{capture.stem}.{fmt}.txt"
+        expected.write_bytes(subprocess.run(
+            [str(REFERENCE_BIN / "hubble"), "observe", "--input-file", str(capture),
+             "--color", "always", *flags], capture_output=True, check=True).stdout)
+        assert_renders(renderer(read(capture), color=True, **options), expected)

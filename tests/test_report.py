@@ -119,7 +119,6 @@ def test_an_empty_window_says_so_and_shows_the_input_range() -> None:
     (("--top", "none"), "invalid value 'none' for --top"),
     (("--plotlyjs", "local"), "invalid value 'local' for --plotlyjs"),
     (("-o", "/nonexistent-folder/report.html"), "cannot write /nonexistent-folder/report.html"),
-    (("--follow",), "--follow"),
 ])
 def test_bad_flags_are_one_line_and_a_non_zero_exit(argv: tuple[str, ...], message: str) -> None:
     result = run(LAB, *argv)

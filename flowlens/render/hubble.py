@@ -10,6 +10,10 @@ pandas' Arrow strings) in one pass per line, which keeps rendering well above 15
 Each renderer yields one printed record at a time, with lost events (`frame.attrs["lost_events"]`)
 placed where hubble printed them: compact yields lines, dict yields blocks (the separator before
 every block but the first included), table yields the header, then one aligned line per record.
+
+Every value taken from a flow is escaped as it enters a line (§3.3.8: ESC and CR made visible), so
+that only the printer's own colour sequences (`color=True`, hubble's `--color always`) reach a
+terminal.
 """
 
 from __future__ import annotations
@@ -63,9 +67,10 @@ def _lookup(values: pd.Series, render: Callable[[Any], Any]) -> tuple[list[Any],
 
 
 def _per_value(values: pd.Series, render: Callable[[Any], str | None]) -> Texts:
-    """render(value) for every row, called once per distinct value; None gives null."""
+    """render(value), escaped, for every row, called once per distinct value; None gives null."""
     rendered, rows = _lookup(values, render)
-    return pa.array(rendered, pa.string()).take(rows)
+    return pa.array([None if r is None else _escape_one(r) for r in rendered],
+                    pa.string()).take(rows)
 
 
 def _flags(values: pd.Series, test: Callable[[Any], bool]) -> np.ndarray:
@@ -75,9 +80,9 @@ def _flags(values: pd.Series, test: Callable[[Any], bool]) -> np.ndarray:
 
 
 def _text(values: pd.Series) -> Texts:
-    """A column as strings; null where missing or empty."""
+    """A column as escaped strings; null where missing or empty."""
     if values.dtype == _STRING:
-        strings = pa.array(values.array)
+        strings = _escape(pa.array(values.array))
         return pc.if_else(pc.equal(strings, ""), None, strings)
     return _per_value(values, _non_empty)
 
@@ -97,6 +102,28 @@ def _escape(records: Texts) -> Texts:
 
 def _escape_one(record: str) -> str:
     return record.replace("\x1b", "^[").replace("\r", "\\r")
+
+
+# --- colour (§3.3.8): hubble's --color always -----------------------------------------------
+
+_RESET = "\x1b[0m"
+_RED, _GREEN, _YELLOW, _MAGENTA, _CYAN = (f"\x1b[{n}m" for n in (31, 32, 33, 35, 36))
+# By the flow's verdict, also for the ALLOWED/DENIED/AUDITED of policy verdicts.
+_VERDICT_COLORS = {"FORWARDED": _GREEN, "REDIRECTED": _GREEN, "DROPPED": _RED, "ERROR": _RED,
+                   "AUDIT": _YELLOW, "TRACED": _YELLOW, "TRANSLATED": _YELLOW}
+
+
+def _paint(color: str | None, texts: Texts) -> Texts:
+    """`texts` in one colour; unchanged when colour is off (None)."""
+    return texts if color is None else _join(color, texts, _RESET)
+
+
+def _paint_by(values: pd.Series, colors: dict[str, str], texts: Texts) -> Texts:
+    """Each row of `texts` in the colour its value has in `colors`; uncoloured otherwise."""
+    chosen, rows = _lookup(values, lambda v: colors.get(str(v)))
+    start = pa.array([c or "" for c in chosen], pa.string()).take(rows)
+    end = pa.array(["" if c is None else _RESET for c in chosen], pa.string()).take(rows)
+    return _join(start, texts, end)
 
 
 # --- timestamps (§3.2) -----------------------------------------------------------------------
@@ -172,8 +199,9 @@ def _utc_nanos(values: pd.Series) -> np.ndarray:
 # --- hosts and identities (§3.3.2, §3.3.3) ---------------------------------------------------
 
 
-def _host(df: pd.DataFrame, side: Side, numeric: bool) -> Texts:
-    """SOURCE/DESTINATION: pod, else service, else DNS names, else IP; then the port.
+def _host(df: pd.DataFrame, side: Side, numeric: bool, color: bool = False) -> Texts:
+    """SOURCE/DESTINATION: pod, else service, else DNS names, else IP; then the port. In colour:
+    cyan, the port yellow inside it.
 
     The frame keeps no Ethernet addresses: where hubble would print a MAC (flows without IP)
     this prints the names it has, or nothing.
@@ -184,7 +212,9 @@ def _host(df: pd.DataFrame, side: Side, numeric: bool) -> Texts:
     else:
         host = pc.coalesce(_pod_host(df, side), _service_host(df, side),
                            _text(df[f"{side}_names"]), ip)
-    return _with_port(pc.coalesce(host, ""), df[f"{side}_port"], df["protocol"])
+    with_port = _with_port(pc.coalesce(host, ""), df[f"{side}_port"], df["protocol"],
+                           _YELLOW if color else None)
+    return _paint(_CYAN if color else None, with_port)
 
 
 def _pod_host(df: pd.DataFrame, side: Side) -> Texts:
@@ -214,22 +244,24 @@ def _service_name(service: str | None) -> str | None:
     return f"{namespace}/{name}" if namespace else name
 
 
-def _with_port(host: Texts, port: pd.Series, protocol: pd.Series) -> Texts:
+def _with_port(host: Texts, port: pd.Series, protocol: pd.Series, color: str | None) -> Texts:
     """host:port for TCP/UDP/SCTP with a non-zero port, bracketing IPv6 hosts like Go's
-    net.JoinHostPort. A port with no known protocol (text input) came from such a line."""
+    net.JoinHostPort, the port in `color`. A port with no known protocol (text input) came
+    from such a line."""
     has_port = (port.fillna(0).to_numpy() != 0) & _flags(protocol, _has_ports)
     if not has_port.any():
         return host
     bracketed = pc.if_else(pc.match_substring(host, ":"), _join("[", host, "]"), host)
-    return _choose(has_port, _join(bracketed, ":", _per_value(port, _non_empty)), host)
+    return _choose(has_port, _join(bracketed, ":", _paint(color, _per_value(port, _non_empty))),
+                   host)
 
 
 def _has_ports(protocol: str | None) -> bool:
     return protocol is None or protocol in H.PORT_PROTOCOLS
 
 
-def _identity(df: pd.DataFrame, side: Side) -> Texts:
-    return _per_value(df[f"{side}_identity"], _identity_token)
+def _identity(df: pd.DataFrame, side: Side, color: bool) -> Texts:
+    return _paint(_MAGENTA if color else None, _per_value(df[f"{side}_identity"], _identity_token))
 
 
 def _identity_token(identity: int | None) -> str:
@@ -271,18 +303,21 @@ def _direction_name(direction: str | None) -> str:
     return H.TRAFFIC_DIRECTIONS[0] if direction is None else str(direction)
 
 
-def _verdict_text(df: pd.DataFrame, policy_verdict: np.ndarray, policy_names: bool) -> Texts:
+def _verdict_text(df: pd.DataFrame, policy_verdict: np.ndarray, policy_names: bool,
+                  color: bool = False) -> Texts:
     """The verdict name; ALLOWED/DENIED/AUDITED on policy verdicts, `BY <policies>` on
-    request (v1.19.4 names them for ALLOWED and DENIED, never for AUDITED)."""
+    request (v1.19.4 names them for ALLOWED and DENIED, never for AUDITED). In colour, all of
+    it in the verdict's colour."""
     verdict = _per_value(df["verdict"], _verdict_name)
-    if not policy_verdict.any():
-        return verdict
-    verdict = _choose(policy_verdict, _per_value(df["verdict"], _policy_verdict_name), verdict)
-    if not policy_names:
-        return verdict
-    named = (policy_verdict & _present(df["policies"]) & _present(df["traffic_direction"])
-             & _flags(df["verdict"], lambda v: _policy_verdict_name(v) in ("ALLOWED", "DENIED")))
-    return _choose(named, _join(verdict, " BY ", _text(df["policies"])), verdict)
+    if policy_verdict.any():
+        verdict = _choose(policy_verdict, _per_value(df["verdict"], _policy_verdict_name),
+                          verdict)
+    if policy_verdict.any() and policy_names:
+        named = (policy_verdict & _present(df["policies"]) & _present(df["traffic_direction"])
+                 & _flags(df["verdict"],
+                          lambda v: _policy_verdict_name(v) in ("ALLOWED", "DENIED")))
+        verdict = _choose(named, _join(verdict, " BY ", _text(df["policies"])), verdict)
+    return _paint_by(df["verdict"], _VERDICT_COLORS, verdict) if color else verdict
 
 
 def _verdict_name(verdict: str | None) -> str:
@@ -294,16 +329,22 @@ def _policy_verdict_name(verdict: str | None) -> str:
     return H.POLICY_VERDICT_TEXT.get(name, name)
 
 
-def _summary(df: pd.DataFrame) -> Texts:
-    """Flow.Summary with an `IP Trace ID: n; ` prefix and an `; Auth: <type>` suffix."""
-    summary = pc.coalesce(pa.array(df["summary"].astype(_STRING).array), "")
+def _summary(df: pd.DataFrame, color: bool = False) -> Texts:
+    """Flow.Summary with an `IP Trace ID: n; ` prefix and an `; Auth: <type>` suffix (in colour,
+    the type red when it is TEST_ALWAYS_FAIL, else green)."""
+    summary = pc.coalesce(_escape(pa.array(df["summary"].astype(_STRING).array)), "")
     trace_id = df["ip_trace_id"]
     traced = trace_id.fillna(0).to_numpy() > 0
     if traced.any():
         prefixed = _join("IP Trace ID: ", _per_value(trace_id, _non_empty), "; ", summary)
         summary = _choose(traced, prefixed, summary)
     auth = _per_value(df["auth_type"], _auth_name)
+    if color:
+        auth = _paint_by(df["auth_type"], _AUTH_COLORS, auth)
     return pc.coalesce(_join(summary, "; Auth: ", auth), summary)
+
+
+_AUTH_COLORS = {name: _RED if name == "TEST_ALWAYS_FAIL" else _GREEN for name in H.AUTH_TYPES}
 
 
 def _auth_name(auth: str | None) -> str | None:
@@ -357,19 +398,21 @@ def _interleave(flows: list[str], lost: Iterable[tuple[int, str]]) -> Iterator[s
 
 
 def compact(df: pd.DataFrame, *, time_format: str = "StampMilli", node_name: bool = False,
-            policy_names: bool = False, numeric: bool = False) -> Iterator[str]:
-    """`hubble observe -o compact`: one line per record, "\\n" included."""
-    lines = _escape(_compact_lines(df, time_format, node_name, policy_names, numeric))
+            policy_names: bool = False, numeric: bool = False,
+            color: bool = False) -> Iterator[str]:
+    """`hubble observe -o compact`: one line per record, "\\n" included; `color`: as with
+    `--color always` (lost events stay uncoloured, as hubble prints them)."""
+    lines = _compact_lines(df, time_format, node_name, policy_names, numeric, color)
     lost = [(position, _escape_one(_compact_lost_line(parts)))
             for position, parts in _lost_events(df, time_format)]
     return _interleave(lines.to_pylist(), lost)
 
 
 def _compact_lines(df: pd.DataFrame, time_format: str, node_name: bool, policy_names: bool,
-                   numeric: bool) -> Texts:
+                   numeric: bool, color: bool) -> Texts:
     """`<TS>[ [node]]: <SRC> <SRC_ID> <ARROW> <DST> <DST_ID> <TYPE> <VERDICT> (<SUMMARY>)`."""
-    source = _join(_host(df, "src", numeric), " ", _identity(df, "src"))
-    destination = _join(_host(df, "dst", numeric), " ", _identity(df, "dst"))
+    source = _join(_host(df, "src", numeric, color), " ", _identity(df, "src", color))
+    destination = _join(_host(df, "dst", numeric, color), " ", _identity(df, "dst", color))
     reply = _is_reply(df)
     policy_verdict = _is_policy_verdict(df)
     node = _join(" [", _node(df), "]") if node_name else ""
@@ -378,7 +421,7 @@ def _compact_lines(df: pd.DataFrame, time_format: str, node_name: bool, policy_n
         _choose(reply, destination, source), " ", _direction_arrow(df), " ",
         _choose(reply, source, destination), " ",
         _type_label(df, policy_verdict), " ",
-        _verdict_text(df, policy_verdict, policy_names), " (", _summary(df), ")\n")
+        _verdict_text(df, policy_verdict, policy_names, color), " (", _summary(df, color), ")\n")
 
 
 def _compact_lost_line(parts: dict[str, str]) -> str:
@@ -391,20 +434,19 @@ def _compact_lost_line(parts: dict[str, str]) -> str:
 
 
 def _cells(df: pd.DataFrame, time_format: str, node_name: bool, policy_names: bool,
-           numeric: bool) -> dict[str, Texts]:
-    """Escaped cells by heading: no identities, no reply swap, summary without parentheses."""
+           numeric: bool, color: bool = False) -> dict[str, Texts]:
+    """Cells by heading: no identities, no reply swap, summary without parentheses."""
     policy_verdict = _is_policy_verdict(df)
     cells = {"TIMESTAMP": _times(df["time"], time_format)}
     if node_name:
         cells["NODE"] = _node(df)
-    cells |= {
-        "SOURCE": _host(df, "src", numeric),
-        "DESTINATION": _host(df, "dst", numeric),
+    return cells | {
+        "SOURCE": _host(df, "src", numeric, color),
+        "DESTINATION": _host(df, "dst", numeric, color),
         "TYPE": _type_label(df, policy_verdict),
-        "VERDICT": _verdict_text(df, policy_verdict, policy_names),
-        "SUMMARY": _summary(df),
+        "VERDICT": _verdict_text(df, policy_verdict, policy_names, color),
+        "SUMMARY": _summary(df, color),
     }
-    return {heading: _escape(column) for heading, column in cells.items()}
 
 
 def _lost_cells(parts: dict[str, str], node_name: bool) -> dict[str, str]:
@@ -425,10 +467,11 @@ _DICT_SEPARATOR = "------------\n"
 
 
 def dict_(df: pd.DataFrame, *, time_format: str = "StampMilli", node_name: bool = False,
-          policy_names: bool = False, numeric: bool = False) -> Iterator[str]:
+          policy_names: bool = False, numeric: bool = False,
+          color: bool = False) -> Iterator[str]:
     """`hubble observe -o dict`: one block per record, 12 dashes before every block but the
-    first."""
-    cells = _cells(df, time_format, node_name, policy_names, numeric)
+    first; `color`: as with `--color always`."""
+    cells = _cells(df, time_format, node_name, policy_names, numeric, color)
     blocks = _join(*(part for heading, column in cells.items()
                      for part in (_dict_label(heading), column, "\n")))
     lost = [(position, _lost_dict_block(_lost_cells(parts, node_name)))
@@ -451,10 +494,11 @@ _TABLE_PADDING = 3
 
 
 def table(df: pd.DataFrame, *, time_format: str = "StampMilli", node_name: bool = False,
-          policy_names: bool = False, numeric: bool = False) -> Iterator[str]:
+          policy_names: bool = False, numeric: bool = False,
+          color: bool = False) -> Iterator[str]:
     """`hubble observe -o table`: the header once, then every record, aligned over the whole
     input like Go's tabwriter (a column is its longest cell plus 3 spaces; the last is not
-    padded). Nothing at all for no records."""
+    padded). Nothing at all for no records. Never coloured (`color` is ignored, as by hubble)."""
     cells = _cells(df, time_format, node_name, policy_names, numeric)
     lost = [(position, _lost_cells(parts, node_name))
             for position, parts in _lost_events(df, time_format)]

@@ -148,7 +148,7 @@ def _label(row: dict[Any, Any], columns: tuple[str, ...]) -> str:
     parts = [str(row[c]) if not pd.isna(row[c]) else "-" for c in columns]
     if columns[:2] == ("source", "destination"):
         parts = [f"{parts[0]} → {parts[1]}", *parts[2:]]
-    return chart_text(" · ".join(parts))
+    return chart_text(" · ".join(p for p in parts if p))  # no " · " before an empty value
 
 
 def _unique(labels: list[str]) -> list[str]:

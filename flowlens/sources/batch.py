@@ -63,7 +63,7 @@ class ReadReport:
         lines = [f"skipped unreadable line {e}" for e in self.examples]
         hidden = self.bad_lines - len(self.examples)
         if hidden > 0:
-            lines.append(f"... and {hidden} more unreadable lines")
+            lines.append(f"... and {hidden:,} more unreadable line{'' if hidden == 1 else 's'}")
         lines += [f"{w}: last line is truncated (capture cut off mid-write), skipped"
                   for w in self.truncated]
         return lines
