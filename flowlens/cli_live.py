@@ -201,12 +201,12 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # `kill`: end as cleanly as Ctrl-C
         stream.connect()
-        if filters.follow and _from_now_on(filters):
-            # A relay that replays a saved capture at once has nothing newer: say why nothing
-            # shows, once.
-            printer.event("following from the newest flow: only flows that arrive from now on "
-                          "are shown (--last N or --since TIME shows history first)")
         if filters.follow:
+            if _from_now_on(filters):
+                # A relay that replayed a saved capture at once has nothing newer: say why
+                # nothing shows, once.
+                printer.event("following from the newest flow: only flows that arrive from now "
+                              "on are shown (--last N or --since TIME shows history first)")
             for decoded in stream:
                 printer.node_status(decoded)
                 if decoded.batch.size or decoded.batch.lost_events:
