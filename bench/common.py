@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -17,3 +22,40 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def write_flows(path: Path, n: int) -> None:
+    """n generated flows (flowlens.synth) as hubble's jsonpb."""
+    from flowlens.render.jsonpb import encode_response
+    from flowlens.synth import generate_flows
+
+    with open(path, "w", encoding="utf-8") as out:
+        chunk: list[str] = []
+        for record in generate_flows(n):
+            chunk.append(encode_response(record))
+            if len(chunk) == 10_000:
+                out.write("\n".join(chunk) + "\n")
+                chunk = []
+        if chunk:
+            out.write("\n".join(chunk) + "\n")
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a process has used (user + system)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def reference_bin(name: str) -> str | None:
+    """A program of ../shared/bin (the real hubble CLI, flowsrv), beside this checkout or on
+    PATH; None when absent."""
+    local = ROOT.parent / "shared" / "bin" / name
+    return str(local) if local.exists() else shutil.which(name)

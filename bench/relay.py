@@ -32,7 +32,7 @@ from typing import Any
 
 import grpc
 import grpc.experimental
-from common import best_of  # bench/ is on sys.path when run as a script
+from common import best_of, busy_seconds, cpu_seconds  # bench/ is on sys.path as a script
 
 import flowlens
 from flowlens import frame
@@ -132,27 +132,14 @@ def _count(server: str, deserialize: Callable[[bytes], Any] | None) -> int:
     return count
 
 
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all processes)."""
-    with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def _timed(fn: Callable[[], Any], servers: list[int]) -> tuple[float, float, Any]:
     """Seconds, and the CPUs other processes (not this one, not our servers) kept busy."""
     gc.collect()
-    ours = lambda: time.process_time() + sum(map(_cpu_seconds, servers))  # noqa: E731
-    busy, mine, start = _busy_seconds(), ours(), time.perf_counter()
+    ours = lambda: time.process_time() + sum(map(cpu_seconds, servers))  # noqa: E731
+    busy, mine, start = busy_seconds(), ours(), time.perf_counter()
     result = fn()
     elapsed = time.perf_counter() - start
-    others = (_busy_seconds() - busy) - (ours() - mine)
+    others = (busy_seconds() - busy) - (ours() - mine)
     return elapsed, max(others, 0.0) / elapsed, result
 
 

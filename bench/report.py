@@ -26,22 +26,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from common import write_flows  # bench/ is on sys.path when run as a script
+
 MB = 1_000_000
-
-
-def write_flows(path: Path, n: int) -> None:
-    from flowlens.render.jsonpb import encode_response
-    from flowlens.synth import generate_flows
-
-    with open(path, "w", encoding="utf-8") as out:
-        chunk: list[str] = []
-        for record in generate_flows(n):
-            chunk.append(encode_response(record))
-            if len(chunk) == 10_000:
-                out.write("\n".join(chunk) + "\n")
-                chunk = []
-        if chunk:
-            out.write("\n".join(chunk) + "\n")
 
 
 def _status(key: str) -> int:

@@ -169,3 +169,59 @@ AUTH_TYPES: tuple[str, ...] = ("DISABLED", "SPIRE", "TEST_ALWAYS_FAIL")
 
 L4_PROTOCOLS: tuple[str, ...] = ("TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "VRRP", "IGMP")
 PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+
+# hubble's --time-format name -> (strftime layout down to the second, fraction digits, whether
+# trailing zeros of the fraction are dropped, suffix)
+TIME_LAYOUTS: dict[str, tuple[str, int, bool, str]] = {
+    "StampMilli": ("%b %e %H:%M:%S", 3, False, ""),
+    "YearMonthDay": ("%Y-%m-%d", 0, False, ""),
+    "YearMonthDayHour": ("%Y-%m-%dT%H", 0, False, "Z"),
+    "YearMonthDayHourMinute": ("%Y-%m-%dT%H:%M", 0, False, "Z"),
+    "RFC3339": ("%Y-%m-%dT%H:%M:%S", 0, False, "Z"),
+    "RFC3339Milli": ("%Y-%m-%dT%H:%M:%S", 3, True, "Z"),
+    "RFC3339Micro": ("%Y-%m-%dT%H:%M:%S", 6, True, "Z"),
+    "RFC3339Nano": ("%Y-%m-%dT%H:%M:%S", 9, True, "Z"),
+    "RFC1123Z": ("%a, %d %b %Y %H:%M:%S", 0, False, " +0000"),
+}
+TIME_FORMATS: tuple[str, ...] = tuple(TIME_LAYOUTS)
+_TIME_FORMAT_BY_LOWER_NAME = {name.lower(): name for name in TIME_FORMATS}
+
+
+def time_format_name(time_format: str) -> str:
+    """The canonical --time-format name: case-insensitive, unknown names mean StampMilli."""
+    return _TIME_FORMAT_BY_LOWER_NAME.get(time_format.lower(), "StampMilli")
+
+
+# --- labels both readers derive -------------------------------------------------------------
+
+def event_label(proto: str | None, l7type: str | None, dns_source: str | None,
+                etype: int | None, esub: int | None, match: int | None,
+                capture: str | None, sock: str | None) -> str:
+    """hubble's TYPE label, without the policy-verdict direction."""
+    if l7type is not None:
+        label = f"{proto or 'l7'}-{l7type.lower()}"
+        return label + " " + (dns_source or "") if proto == "dns" else label
+    sub = esub or 0
+    if etype == 4:
+        return TRACE_POINTS[sub] if 0 <= sub < len(TRACE_POINTS) else str(sub)
+    if etype == 1:
+        return drop_text(sub)
+    if etype == 5:
+        return "policy-verdict:" + match_label(match)
+    if etype == 3:
+        return capture or "DBG_CAPTURE_POINT_UNKNOWN"
+    if etype == 7:
+        return _SOCK_LABELS.get(sock or "SOCK_XLATE_POINT_UNKNOWN", sock or "")
+    return "UNKNOWN"
+
+
+def match_label(match: int | None) -> str:
+    m = match or 0
+    return POLICY_MATCH[m] if 0 <= m < len(POLICY_MATCH) else "unknown"
+
+
+_SOCK_LABELS = dict(zip(
+    ("SOCK_XLATE_POINT_UNKNOWN", "SOCK_XLATE_POINT_PRE_DIRECTION_FWD",
+     "SOCK_XLATE_POINT_POST_DIRECTION_FWD", "SOCK_XLATE_POINT_PRE_DIRECTION_REV",
+     "SOCK_XLATE_POINT_POST_DIRECTION_REV"),
+    SOCK_XLATE_POINTS, strict=True))

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from flowlens.render import hubble as _hubble_text
     from flowlens.render import jsonpb as _jsonpb
     from flowlens.render import live as _live
+    from flowlens.sources import native as _native
     from flowlens.sources import proto as _proto
     from flowlens.sources import protodict as _protodict
     from flowlens.sources.proto import DecodedBatch
@@ -36,6 +38,7 @@ else:  # loaded by the commands that use them: `flowlens --help` needs none
     _relay, _hubble_text = lazy("flowlens.live"), lazy("flowlens.render.hubble")
     _jsonpb, _live = lazy("flowlens.render.jsonpb"), lazy("flowlens.render.live")
     _proto, _protodict = lazy("flowlens.sources.proto"), lazy("flowlens.sources.protodict")
+    _native = lazy("flowlens.sources.native")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,11 +48,11 @@ _CONNECTION_PARAMS = ("server", "tls", "tls_allow_insecure", "tls_ca_cert_files"
 
 
 def _timeout(value: str) -> float:
-    duration = _filters.parse_duration(value) if not value.replace(".", "", 1).isdigit() \
-        else pd.Timedelta(float(value), unit="s")
-    if duration is None or duration.total_seconds() <= 0:
+    ns = _filters.parse_duration_ns(value) if not value.replace(".", "", 1).isdigit() \
+        else float(value) * 1e9
+    if ns is None or ns <= 0:
         raise UsageError(f"invalid value {value!r} for --timeout: want a duration like 5s")
-    return float(duration.total_seconds())
+    return ns / 1e9
 
 
 def connection_options(f: F) -> F:
@@ -92,26 +95,59 @@ def connection_options(f: F) -> F:
 # --- tail from a relay ------------------------------------------------------------------------
 
 
+def _jsonpb_lines(payloads: list[bytes]) -> list[bytes]:
+    """hubble's jsonpb line of each response: in C where it can, else by the reference."""
+    module = _native.native()
+    lines: list[bytes | None] = module.jsonpb(payloads, _native.message_index(
+        "observer.GetFlowsResponse")) if module is not None else [None] * len(payloads)
+    return [line if line is not None else _jsonpb_line(payload)
+            for line, payload in zip(lines, payloads, strict=True)]
+
+
 def _jsonpb_line(payload: bytes) -> bytes:
     message = observer_pb2.GetFlowsResponse.FromString(payload)
     return _jsonpb.encode_response_bytes(_protodict.message_to_dict(message)) + b"\n"
 
 
+@dataclass
+class _Render:
+    """How `tail` prints flows."""
+
+    fmt: str
+    time_format: str
+    node_name: bool
+    policy_names: bool
+    numeric: bool
+    color: bool
+
+    def reference(self, df: pd.DataFrame) -> Iterator[str]:
+        """The reference renderer's records (over a frame)."""
+        renderer = {"compact": _hubble_text.compact, "dict": _hubble_text.dict_,
+                    "table": _hubble_text.table}[self.fmt]
+        return renderer(df, time_format=self.time_format, node_name=self.node_name,
+                        policy_names=self.policy_names, numeric=self.numeric, color=self.color)
+
+
 class _Printer:
     """Writes what a stream delivers: flows to stdout in the chosen format, every flow to
-    --save, node status to stderr; keeps the terminal status line out of the way."""
+    --save, node status to stderr; keeps the terminal status line out of the way.
 
-    def __init__(self, stream: FlowStream, fmt: str, render: Callable[[pd.DataFrame], Any],
-                 save: IO[bytes] | None, time_format: str) -> None:
+    Runs the fast path decoded are printed by it without a frame (`NativeRun.render`); a
+    table's records are aligned at the end by `_native.Table`. Other runs go through a frame
+    and the reference renderer."""
+
+    def __init__(self, stream: FlowStream, render: _Render, save: IO[bytes] | None) -> None:
         self.stream = stream
-        self.fmt = fmt
         self.render = render
         self.save = save
-        self.time_format = time_format
         self.status = _live.StatusLine(sys.stderr, stream.stats) if is_tty(sys.stderr) \
             else None
-        self.blocks = 0  # dict blocks printed: every block but the first has a separator
+        self.blocks = 0  # records printed: every dict block but the first has a separator
         self.lock = threading.Lock()
+        module = _native.native()
+        self.table = module.Table(node_name=render.node_name) \
+            if render.fmt == "table" and module is not None and not render.color else None
+        self.held: list[DecodedBatch] = []  # a table's runs without the fast path: at the end
 
     def event(self, message: str) -> None:
         with self.lock:
@@ -125,34 +161,69 @@ class _Printer:
                 continue
             if self.status:
                 self.status.clear()
-            sys.stderr.write(_live.node_status_line(ns, self.time_format))
+            sys.stderr.write(_live.node_status_line(ns, self.render.time_format))
         sys.stderr.flush()
 
-    def write(self, df: pd.DataFrame, payloads: list[bytes] | None) -> None:
+    def write(self, decoded: DecodedBatch) -> None:
         with self.lock:
             if self.status:
                 self.status.clear()
-            lines = [_jsonpb_line(p) for p in payloads] if payloads is not None else None
+            payloads = decoded.payloads
+            lines = _jsonpb_lines(payloads) if payloads is not None else None
             if self.save is not None and lines is not None:
                 for line in lines:  # one flush per line: a killed process loses one at most
                     self.save.write(line)
                     self.save.flush()
             out = sys.stdout
-            if self.fmt == "jsonpb" and lines is not None:
+            if self.render.fmt == "jsonpb" and lines is not None:
                 out.buffer.write(b"".join(lines))
             else:
-                for text in self._text(df):
-                    out.write(text)
+                out.buffer.write(self._text(decoded))
             out.flush()
             if self.status:
                 self.status.update()
 
-    def _text(self, df: pd.DataFrame) -> Iterator[str]:
-        for i, block in enumerate(self.render(df)):
-            if self.fmt == "dict" and i == 0 and self.blocks:
+    def _text(self, decoded: DecodedBatch) -> bytes:
+        r = self.render
+        records = decoded.rows + len(decoded.lost_events)
+        # Colours (--color always) come from the reference renderer only.
+        if decoded.native is not None and not r.color and \
+                (r.fmt != "table" or self.table is not None):
+            text = decoded.native.render(r.fmt, time_format=r.time_format,
+                                         node_name=r.node_name, policy_names=r.policy_names,
+                                         numeric=r.numeric, separator=self.blocks > 0,
+                                         table=self.table)
+            if text is not None:
+                self.blocks += records
+                return text
+        if r.fmt == "table":
+            if self.table is None:
+                self.held.append(decoded)
+            else:
+                for cells in _hubble_text.table_records(
+                        _frame.build(decoded.batch), time_format=r.time_format,
+                        node_name=r.node_name, policy_names=r.policy_names, numeric=r.numeric):
+                    self.table.add(cells)
+            return b""
+        parts = []
+        for i, block in enumerate(r.reference(_frame.build(decoded.batch))):
+            if r.fmt == "dict" and i == 0 and self.blocks:
                 block = "------------\n" + block
             self.blocks += 1
-            yield block
+            parts.append(block)
+        return "".join(parts).encode()
+
+    def finish(self) -> None:
+        """A table, aligned over every record, once the stream has ended."""
+        if self.render.fmt != "table":
+            return
+        if self.table is not None:
+            text = self.table.finish()
+        else:
+            merged = _proto.merge_batches([d.batch for d in self.held])
+            text = "".join(self.render.reference(_frame.build(merged))).encode()
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
 
     def tick(self) -> None:
         if self.status:
@@ -184,42 +255,29 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
     if fmt == "table" and filters.follow:
         raise UsageError("-o table cannot be used with --follow (a table is aligned over all "
                          "its rows, so it is printed at the end)")
-    renderer = {"compact": _hubble_text.compact, "dict": _hubble_text.dict_,
-                "table": _hubble_text.table}.get(fmt, _hubble_text.compact)
-
-    def render(df: pd.DataFrame) -> Iterator[str]:
-        return renderer(df, time_format=time_format, node_name=node_name,
-                        policy_names=policy_names, numeric=numeric, color=color)
-
     keep = fmt == "jsonpb" or save is not None
     stream = _relay.relay_stream(connection, filters, keep_payloads=keep)
     saver = _open_save(save)
-    printer = _Printer(stream, fmt, render, saver, time_format)
+    printer = _Printer(stream, _Render(fmt, time_format, node_name, policy_names, numeric, color),
+                       saver)
     stream.on_event = printer.event
     interrupted = False
     previous = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # `kill`: end as cleanly as Ctrl-C
         stream.connect()
-        if filters.follow:
-            if _from_now_on(filters):
-                # A relay that replayed a saved capture at once has nothing newer: say why
-                # nothing shows, once.
-                printer.event("following from the newest flow: only flows that arrive from now "
-                              "on are shown (--last N or --since TIME shows history first)")
-            for decoded in stream:
-                printer.node_status(decoded)
-                if decoded.batch.size or decoded.batch.lost_events:
-                    printer.write(_frame.build(decoded.batch), decoded.payloads)
-                else:
-                    printer.tick()
-        else:
-            decoded_all = list(stream)
-            for decoded in decoded_all:
-                printer.node_status(decoded)
-            payloads = [p for d in decoded_all for p in (d.payloads or [])] if keep else None
-            merged = _proto.merge_batches([d.batch for d in decoded_all])
-            printer.write(_frame.build(merged), payloads)
+        if filters.follow and _from_now_on(filters):
+            # A relay that replayed a saved capture at once has nothing newer: say why nothing
+            # shows, once.
+            printer.event("following from the newest flow: only flows that arrive from now on "
+                          "are shown (--last N or --since TIME shows history first)")
+        for decoded in stream:  # printed run by run: memory stays flat
+            printer.node_status(decoded)
+            if decoded.rows or decoded.lost_events:
+                printer.write(decoded)
+            else:
+                printer.tick()
+        printer.finish()
     except KeyboardInterrupt:
         interrupted = True
         stream.cancel()

@@ -61,6 +61,7 @@ __all__ = [
     "flow_filters",
     "mask",
     "parse_duration",
+    "parse_duration_ns",
     "parse_time",
     "raw_filters_yaml",
     "select",
@@ -924,11 +925,12 @@ def to_request(filters: Filters, *, now: datetime | pd.Timestamp | None = None,
     elif not filters.follow and filters.since is None and filters.until is None:
         req.number = DEFAULT_NUMBER
     req.follow = filters.follow
-    since, until = time_window(filters, now)
-    if since is not None:
-        req.since.FromNanoseconds(since.value)
-    if until is not None and not filters.follow:
-        req.until.FromNanoseconds(until.value)
+    if filters.since is not None or filters.until is not None:  # (pandas only for a window)
+        since, until = time_window(filters, now)
+        if since is not None:
+            req.since.FromNanoseconds(since.value)
+        if until is not None and not filters.follow:
+            req.until.FromNanoseconds(until.value)
     if field_mask:
         req.field_mask.paths.extend(field_mask)
     return req
@@ -1288,11 +1290,17 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|
 def parse_duration(text: str) -> pd.Timedelta | None:
     """A Go duration (`300ms`, `1.5h`, `1h30m`, `-5m`) plus `d` for days; None if not one,
     ValueError if it is beyond ±292 years (as in Go)."""
+    ns = parse_duration_ns(text)
+    return None if ns is None else pd.Timedelta(ns, unit="ns")
+
+
+def parse_duration_ns(text: str) -> int | None:
+    """`parse_duration` in nanoseconds (without pandas)."""
     body, sign = text, 1
     if body[:1] in ("+", "-"):
         sign, body = (-1 if body[0] == "-" else 1), body[1:]
     if body == "0":
-        return pd.Timedelta(0)
+        return 0
     if not body:
         return None
     total, pos = Fraction(0), 0
@@ -1307,7 +1315,7 @@ def parse_duration(text: str) -> pd.Timedelta | None:
         pos = m.end()
     if abs(total) >= 1 << 63:
         raise ValueError("out of range")
-    return pd.Timedelta(int(sign * total), unit="ns")
+    return int(sign * total)
 
 
 _DATE = r"(\d{4})-(\d{2})-(\d{2})"

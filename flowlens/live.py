@@ -6,15 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from flowlens import frame as _frame
+from flowlens._lazy import lazy
 from flowlens.errors import UsageError
 from flowlens.filters import Filters, mask, to_request
 from flowlens.sources.proto import DecodedBatch, merge_batches
 from flowlens.sources.relay import Connection, FlowStream
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # `flowlens tail` from a relay prints without pandas
+    pd = lazy("pandas")
 
 __all__ = ["RelayWindow", "iter_relay", "read_relay", "read_window", "relay_stream"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 import pandas as pd
@@ -30,11 +30,13 @@ import pyarrow.compute as pc
 from flowlens import _hubble as H
 from flowlens.frame import lost_events
 
-__all__ = ["TIME_FORMATS", "compact", "dict_", "format_time", "table", "time_format_name"]
+__all__ = ["TIME_FORMATS", "compact", "dict_", "format_time", "table", "table_records",
+           "time_format_name"]
 
 # A column of strings being built: a pyarrow string array, null where the value is missing.
 Texts = Any
 Side = Literal["src", "dst"]
+R = TypeVar("R")  # a printed record
 
 _STRING = pd.ArrowDtype(pa.string())
 _NANOS = 1_000_000_000
@@ -128,27 +130,10 @@ def _paint_by(values: pd.Series, colors: dict[str, str], texts: Texts) -> Texts:
 
 # --- timestamps (§3.2) -----------------------------------------------------------------------
 
-# --time-format name -> (strftime layout down to the second, fraction digits, whether trailing
-# zeros of the fraction are dropped, suffix)
-_LAYOUTS: dict[str, tuple[str, int, bool, str]] = {
-    "StampMilli": ("%b %e %H:%M:%S", 3, False, ""),
-    "YearMonthDay": ("%Y-%m-%d", 0, False, ""),
-    "YearMonthDayHour": ("%Y-%m-%dT%H", 0, False, "Z"),
-    "YearMonthDayHourMinute": ("%Y-%m-%dT%H:%M", 0, False, "Z"),
-    "RFC3339": ("%Y-%m-%dT%H:%M:%S", 0, False, "Z"),
-    "RFC3339Milli": ("%Y-%m-%dT%H:%M:%S", 3, True, "Z"),
-    "RFC3339Micro": ("%Y-%m-%dT%H:%M:%S", 6, True, "Z"),
-    "RFC3339Nano": ("%Y-%m-%dT%H:%M:%S", 9, True, "Z"),
-    "RFC1123Z": ("%a, %d %b %Y %H:%M:%S", 0, False, " +0000"),
-}
-TIME_FORMATS: tuple[str, ...] = tuple(_LAYOUTS)
-_BY_LOWER_NAME = {name.lower(): name for name in TIME_FORMATS}
+_LAYOUTS = H.TIME_LAYOUTS
+TIME_FORMATS = H.TIME_FORMATS
+time_format_name = H.time_format_name
 _MISSING_TIME = "N/A"
-
-
-def time_format_name(time_format: str) -> str:
-    """The canonical --time-format name: case-insensitive, unknown names mean StampMilli."""
-    return _BY_LOWER_NAME.get(time_format.lower(), "StampMilli")
 
 
 @overload
@@ -383,7 +368,7 @@ def _lost_events(df: pd.DataFrame, time_format: str) -> list[tuple[int, dict[str
     return records
 
 
-def _interleave(flows: list[str], lost: Iterable[tuple[int, str]]) -> Iterator[str]:
+def _interleave(flows: list[R], lost: Iterable[tuple[int, R]]) -> Iterator[R]:
     """Flow records, each lost-events record placed before the flow at its position."""
     done = 0
     for position, record in lost:
@@ -518,6 +503,18 @@ def table(df: pd.DataFrame, *, time_format: str = "StampMilli", node_name: bool 
     lost_lines = [(position, aligned([row[heading] for heading in headings]))
                   for position, row in lost]
     return _chain([aligned(headings)], _interleave(lines.to_pylist(), lost_lines))
+
+
+def table_records(df: pd.DataFrame, *, time_format: str = "StampMilli", node_name: bool = False,
+                  policy_names: bool = False, numeric: bool = False) -> Iterator[list[str]]:
+    """The cells `table` aligns, one list per record (lost events in place), without the
+    header: for writers that align records of several frames together."""
+    cells = _cells(df, time_format, node_name, policy_names, numeric)
+    rows = [list(row) for row in zip(*(column.to_pylist() for column in cells.values()),
+                                     strict=True)]
+    lost = [(position, list(_lost_cells(parts, node_name).values()))
+            for position, parts in _lost_events(df, time_format)]
+    return _interleave(rows, lost)
 
 
 def _column_width(heading: str, column: Texts, more: list[str]) -> int:

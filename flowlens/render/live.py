@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pandas as pd
+from flowlens._lazy import lazy
 
-from flowlens.render.hubble import format_time
-from flowlens.sources.proto import NodeStatus
-from flowlens.sources.relay import StreamStats
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flowlens.render import hubble as _hubble_text
+    from flowlens.sources.proto import NodeStatus
+    from flowlens.sources.relay import StreamStats
+else:  # node status lines are rare: `flowlens tail` loads no pandas for the others
+    pd, _hubble_text = lazy("pandas"), lazy("flowlens.render.hubble")
 
 # hubble prints only these node states unless --debug.
 SHOWN_NODE_STATES = frozenset({"NODE_UNAVAILABLE", "NODE_ERROR"})
@@ -40,7 +45,7 @@ def _go_quote(text: str) -> str:
 def node_status_line(event: NodeStatus, time_format: str = "StampMilli") -> str:
     """`<TS> [<node>]: <text>` as hubble prints a relay node status event (spec §3.3.10)."""
     when = pd.Timestamp(event.time_ns, tz="UTC") if event.time_ns is not None else None
-    stamp = format_time(when, time_format)
+    stamp = _hubble_text.format_time(when, time_format)
     n = len(event.node_names)
     names = _names(event.node_names)
     text = {

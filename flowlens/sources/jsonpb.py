@@ -394,39 +394,6 @@ def _per_unique(fn: Callable[..., Any], out_type: pa.DataType, *arrays: pa.Array
     return pc.take(pa.array(values, type=out_type), encoded.indices)
 
 
-def _event_label(proto: str | None, l7type: str | None, dns_source: str | None,
-                 etype: int | None, esub: int | None, match: int | None,
-                 capture: str | None, sock: str | None) -> str:
-    """hubble's TYPE label, without the policy-verdict direction."""
-    if l7type is not None:
-        label = f"{proto or 'l7'}-{l7type.lower()}"
-        return label + " " + (dns_source or "") if proto == "dns" else label
-    sub = esub or 0
-    if etype == 4:
-        return H.TRACE_POINTS[sub] if 0 <= sub < len(H.TRACE_POINTS) else str(sub)
-    if etype == 1:
-        return H.drop_text(sub)
-    if etype == 5:
-        return "policy-verdict:" + _match_label(match)
-    if etype == 3:
-        return capture or "DBG_CAPTURE_POINT_UNKNOWN"
-    if etype == 7:
-        return _SOCK_LABELS.get(sock or "SOCK_XLATE_POINT_UNKNOWN", sock or "")
-    return "UNKNOWN"
-
-
-def _match_label(match: int | None) -> str:
-    m = match or 0
-    return H.POLICY_MATCH[m] if 0 <= m < len(H.POLICY_MATCH) else "unknown"
-
-
-_SOCK_LABELS = dict(zip(
-    ("SOCK_XLATE_POINT_UNKNOWN", "SOCK_XLATE_POINT_PRE_DIRECTION_FWD",
-     "SOCK_XLATE_POINT_POST_DIRECTION_FWD", "SOCK_XLATE_POINT_PRE_DIRECTION_REV",
-     "SOCK_XLATE_POINT_POST_DIRECTION_REV"),
-    H.SOCK_XLATE_POINTS, strict=True))
-
-
 def _workloads(arr: pa.Array) -> pa.Array:
     """list<struct<name, kind>> as 'Kind/name' joined with ','."""
     flat = pc.list_flatten(arr)
@@ -545,12 +512,12 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
                                                pa.scalar(None, _S))))
     response = pc.fill_null(pc.equal(l7type, "RESPONSE"), False)
     match_type = _field(f, "policy_match_type")
-    event = _per_unique(_event_label, _S, l7proto, l7type,
+    event = _per_unique(H.event_label, _S, l7proto, l7type,
                         _field(l7, "dns", "observation_source"), etype, esub, match_type,
                         _field(f, "debug_capture_point"), _field(f, "sock_xlate_point"))
     is_policy_verdict = pc.fill_null(pc.equal(etype, 5), False)
     policy_match = pc.if_else(is_policy_verdict,
-                              _per_unique(_match_label, _S, match_type), pa.scalar(None, _S))
+                              _per_unique(H.match_label, _S, match_type), pa.scalar(None, _S))
 
     verdict = pc.fill_null(_field(f, "verdict"), "VERDICT_UNKNOWN")
     desc = _field(f, "drop_reason_desc")

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from flowlens import _hubble as H
+from flowlens._lazy import lazy
 from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.sources.batch import FlowBatch, paused_gc
-from flowlens.sources.jsonpb import _event_label, _match_label
+from flowlens.sources.native import NativeRun, Shapes, native
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # only to build columns: `flowlens tail` prints without them (flowlens.sources.native)
+    np, pa, pc = lazy("numpy"), lazy("pyarrow"), lazy("pyarrow.compute")
 
 __all__ = ["DecodedBatch", "NodeStatus", "ProtoDecoder", "decode_responses", "merge_batches"]
 
@@ -72,12 +76,42 @@ class NodeStatus:
 @dataclass
 class DecodedBatch:
     """One decoded run of responses: the flows (rows in stream order, lost events placed by
-    position), node status events, and per row the payload it came from when kept."""
+    position), node status events, and per row the payload it came from when kept. From the
+    fast path (`native`) the columns are built when `batch` is first read."""
 
-    batch: FlowBatch
+    _batch: FlowBatch | None
     node_status: list[NodeStatus] = field(default_factory=list)
     payloads: list[bytes] | None = None
     newest_ns: int | None = None
+    native: NativeRun | None = None
+
+    @property
+    def batch(self) -> FlowBatch:
+        if self._batch is None:
+            assert self.native is not None
+            self._batch = self.native.batch()
+        return self._batch
+
+    @property
+    def rows(self) -> int:
+        return self.native.rows if self.native is not None else self.batch.size
+
+    @property
+    def lost_events(self) -> list[dict[str, Any]]:
+        return self.native.lost_events if self.native is not None else self.batch.lost_events
+
+    def counts(self, column: str) -> dict[str, int]:
+        """How many flows have each value of a shape column (NA left out)."""
+        fast = self.native.counts(column) if self.native is not None else None
+        if fast is not None:
+            return fast
+        counts: dict[str, int] = {}
+        if self.batch.size:
+            for item in pa.array(self.batch.columns[column]).value_counts().to_pylist():
+                if item["values"] is not None:
+                    key = str(item["values"])
+                    counts[key] = counts.get(key, 0) + int(item["counts"])
+        return counts
 
 
 def _timestamp_ns(ts: Any) -> int:
@@ -124,18 +158,17 @@ _SHAPE_COLUMNS = (
     "dst_service", "dst_names", "summary", "icmp_type", "ip_trace_id",
     "node_labels", "src_ip_xlated", "encrypted", "interface", "interface_index",
 )
-_SHAPE_TYPES = {"is_reply": pa.bool_(), "src_identity": pa.int64(), "dst_identity": pa.int64(),
-                "ip_trace_id": pa.uint64(), "encrypted": pa.bool_(),
-                "interface_index": pa.int64(),
-                "drop_reason_code": pa.int64(), "event_type": pa.int64(),
-                "event_subtype": pa.int64()}
+# Arrow types (pyarrow function names) of the shape and sparse columns that are not strings.
+_SHAPE_TYPES = {"is_reply": "bool_", "src_identity": "int64", "dst_identity": "int64",
+                "ip_trace_id": "uint64", "encrypted": "bool_", "interface_index": "int64",
+                "drop_reason_code": "int64", "event_type": "int64", "event_subtype": "int64"}
 _SPARSE_COLUMNS = (
     "summary", "l7_type", "l7_protocol", "http_method", "http_url",
     "http_code", "http_protocol", "http_headers", "dns_query", "dns_rcode", "dns_qtypes",
     "dns_ips", "latency_ns", "trace_id",
 )
-_SPARSE_TYPES = {"ip_trace_id": pa.uint64(), "latency_ns": pa.uint64(), "http_code": pa.int64(),
-                 "dns_rcode": pa.int64()}
+_SPARSE_TYPES = {"ip_trace_id": "uint64", "latency_ns": "uint64", "http_code": "int64",
+                 "dns_rcode": "int64"}
 # Shapes remembered across runs of one stream; past this many the cache starts over.
 _MAX_SHAPES = 100_000
 
@@ -152,7 +185,7 @@ def _shape_values(f: Any, node: str, l7key: tuple[Any, ...] | None) -> tuple[Any
     esub = (f.event_type.sub_type or 0) if etype is not None else None
     l7proto, l7type, dns_source = l7key if l7key is not None else (None, None, None)
     match = f.policy_match_type or None
-    event = _event_label(l7proto, l7type, dns_source, etype, esub, match,
+    event = H.event_label(l7proto, l7type, dns_source, etype, esub, match,
                          _name(_CAPTURE, f.debug_capture_point),
                          _name(_SOCK, f.sock_xlate_point))
     direction = _DIRECTION.get(f.traffic_direction)
@@ -171,7 +204,7 @@ def _shape_values(f: Any, node: str, l7key: tuple[Any, ...] | None) -> tuple[Any
     return (
         verdict, desc, code, etype, esub, event, direction,
         f.is_reply.value if f.HasField("is_reply") else None,
-        _match_label(match) if etype == 5 else None,
+        H.match_label(match) if etype == 5 else None,
         node or None,
         _name(_IP_VERSION, f.IP.ipVersion),
         protocol, flags, _name(_AUTH, f.auth_type), policies,
@@ -192,17 +225,53 @@ class ProtoDecoder:
     """Decodes runs of serialized GetFlowsResponse messages; keeps its shape cache across runs
     (a stream's shapes repeat)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = True) -> None:
         self._shapes: dict[Any, int] = {}
         self._shape_values: list[tuple[Any, ...]] = []
+        # The C fast path when built (flowlens.sources.native); this class stays the reference.
+        self._fast = Shapes() if fast and native() is not None else None
 
     def decode(self, payloads: list[bytes], *, keep_payloads: bool = False) -> DecodedBatch:
         """Decode one run of serialized responses."""
+        if self._fast is not None:
+            decoded = self._decode_fast(self._fast, payloads, keep_payloads)
+            if decoded is not None:
+                return decoded
         if len(self._shapes) > _MAX_SHAPES:
             self._shapes.clear()
             self._shape_values.clear()
         with paused_gc():
             return self._decode(payloads, keep_payloads)
+
+    @staticmethod
+    def _decode_fast(shapes: Shapes, payloads: list[bytes],
+                     keep_payloads: bool) -> DecodedBatch | None:
+        """The run split in C, each new shape decoded by the reference; None when the
+        reference must decode the whole run."""
+        run = shapes.splitter.split(payloads)
+        if run is None or not shapes.learn(run, lambda index: shape_columns(payloads[index])):
+            return None
+        lost: list[dict[str, Any]] = []
+        node_status: list[NodeStatus] = []
+        dropped: set[int] = set()  # responses not kept: node status and empty ones
+        for index, position in run.others:
+            r = _Response.FromString(payloads[index])
+            kind = r.WhichOneof("response_types")
+            if kind == "lost_events":
+                lost.append(_lost_event(r, position))
+                continue
+            if kind == "node_status":
+                node_status.append(_node_status(r))
+            dropped.add(index)
+        kept = None
+        if keep_payloads:
+            kept = [p for i, p in enumerate(payloads) if i not in dropped] if dropped \
+                else list(payloads)
+        def full(indexes: list[int]) -> FlowBatch:
+            return ProtoDecoder(fast=False).decode([payloads[i] for i in indexes]).batch
+
+        return DecodedBatch(None, node_status, kept, run.newest,
+                            NativeRun(shapes, run, lost, full))
 
     def _decode(self, payloads: list[bytes], keep_payloads: bool) -> DecodedBatch:
         # One long loop on purpose: this is the hot path (see the module docstring). The fields
@@ -303,15 +372,28 @@ class ProtoDecoder:
             values = [v[i] for v in per_shape]
             kind = _SHAPE_TYPES.get(name)
             if kind is not None:
-                out[name] = pa.array(values, type=kind).take(indices)
+                out[name] = pa.array(values, type=getattr(pa, kind)()).take(indices)
             else:  # strings: dictionary-encoded already, so the frame builder need not
                 encoded = _array(values).dictionary_encode()
                 out[name] = pa.DictionaryArray.from_arrays(encoded.indices.take(indices),
                                                            encoded.dictionary)
         for name, items in sparse.items():
-            filled = _spread(items, size, _SPARSE_TYPES.get(name, pa.string()))
+            filled = _spread(items, size, getattr(pa, _SPARSE_TYPES.get(name, "string"))())
             out[name] = pc.coalesce(filled, out[name]) if name in out else filled
         return out
+
+
+def shape_columns(payload: bytes) -> dict[str, Any]:
+    """The shape columns of one flow response, as `ProtoDecoder.decode` derives them (what
+    the fast path prints from)."""
+    r = _Response.FromString(payload)
+    f = r.flow
+    l7key = None
+    if f.HasField("l7"):  # L7 flows keep their summary per flow
+        l7key = _l7(f.l7, 0, {c: [] for c in _SPARSE_COLUMNS})
+        f.ClearField("Summary")
+    return dict(zip(_SHAPE_COLUMNS, _shape_values(f, f.node_name or r.node_name, l7key),
+                    strict=True))
 
 
 def _array(values: list[Any]) -> pa.Array:

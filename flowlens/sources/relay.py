@@ -426,19 +426,15 @@ class FlowStream:
         return decoded
 
     def _count(self, decoded: DecodedBatch) -> None:
-        batch = decoded.batch
         stats = self.stats
-        stats.flows += batch.size
-        for event in batch.lost_events:
+        stats.flows += decoded.rows
+        for event in decoded.lost_events:
             stats.lost_records += 1
             stats.lost_events += int(event["num_events_lost"] or 0)
-        if batch.size:
+        if decoded.rows:
             for name, counts in (("verdict", stats.verdicts), ("drop_reason", stats.drop_reasons)):
-                column: Any = batch.columns[name]
-                for item in column.value_counts().to_pylist():
-                    if item["values"] is not None:
-                        key = str(item["values"])
-                        counts[key] = counts.get(key, 0) + int(item["counts"])
+                for key, n in decoded.counts(name).items():
+                    counts[key] = counts.get(key, 0) + n
 
     def _inline_runs(self) -> Iterator[list[bytes]]:
         run: list[bytes] = []

@@ -1,0 +1,432 @@
+"""The fast path (flowlens._native, in C) against the reference: the Python decoders and
+renderers it stands in for. Same frames, same hubble text and jsonpb, byte for byte, on hubble's
+own renderings, on generated flows and on hostile bytes; and what it cannot answer exactly it
+hands back (a bail), never a different answer or a crash."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import conftest
+import orjson
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shared_data import SHARED
+
+from flowlens import frame
+from flowlens._proto.observer import observer_pb2
+from flowlens.render import hubble as text
+from flowlens.render.jsonpb import encode_response_bytes
+from flowlens.sources import native as fast
+from flowlens.sources.proto import DecodedBatch, ProtoDecoder, merge_batches
+from flowlens.sources.protodict import message_to_dict, response_from_dict
+from flowlens.synth import generate_lab
+
+ROOT = Path(__file__).resolve().parents[1]
+RENDERINGS = SHARED / "reference-renderings"
+OTEL = sorted((SHARED / "real-flows" / "hubble-otel").glob("*.json"))
+RESPONSE = "observer.GetFlowsResponse"
+# The variants of hubble's text: (format, options).
+VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    ("compact", {}), ("dict", {}), ("table", {}), ("compact", {"node_name": True}),
+    ("compact", {"policy_names": True}), ("compact", {"numeric": True}),
+    ("dict", {"node_name": True, "policy_names": True, "numeric": True}),
+    ("table", {"node_name": True, "time_format": "RFC3339Nano"}),
+    *[("compact", {"time_format": name}) for name in text.TIME_FORMATS],
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_module() -> Any:
+    module = fast.native()
+    assert module is not None, f"flowlens._native is not built: {conftest.NATIVE_BUILD_ERROR}"
+    return module
+
+
+def payloads_of(path: Path) -> list[bytes]:
+    return [response_from_dict(orjson.loads(line)).SerializeToString()
+            for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def lab_payloads() -> list[bytes]:
+    return [response_from_dict(r).SerializeToString() for r in generate_lab()]
+
+
+def runs(payloads: list[bytes], size: int) -> list[list[bytes]]:
+    return [payloads[i:i + size] for i in range(0, len(payloads), size)] or [[]]
+
+
+def decode(payloads: list[bytes], size: int, *, fast: bool) -> list[DecodedBatch]:
+    decoder = ProtoDecoder(fast=fast)
+    return [decoder.decode(run, keep_payloads=True) for run in runs(payloads, size)]
+
+
+def frame_of(decoded: list[DecodedBatch]) -> pd.DataFrame:
+    return frame.build(merge_batches([d.batch for d in decoded]))
+
+
+def reference_text(payloads: list[bytes], fmt: str, options: dict[str, Any]) -> str:
+    df = frame_of(decode(payloads, 1000, fast=False))
+    renderer = {"compact": text.compact, "dict": text.dict_, "table": text.table}[fmt]
+    return "".join(renderer(df, **options))
+
+
+def fast_text(decoded: list[DecodedBatch], fmt: str, options: dict[str, Any]) -> str | None:
+    """hubble's text of the runs by the fast path alone; None if some run bailed."""
+    options = {"time_format": "StampMilli", "node_name": False, "policy_names": False,
+               "numeric": False, **options}
+    table = fast.native().Table(node_name=options["node_name"]) if fmt == "table" else None
+    out = b""
+    for d in decoded:
+        if d.native is None:
+            return None
+        got = d.native.render(fmt, separator=bool(out), table=table, **options)
+        if got is None:
+            return None
+        out += got
+    if table is not None:
+        out += table.finish()
+    return out.decode()
+
+
+# --- hubble's own renderings ---------------------------------------------------------------
+
+SHARED_CAPTURES = [RENDERINGS / "coverage.jsonl", RENDERINGS / "lab-small.jsonl"]
+
+
+@pytest.mark.parametrize("name", ["coverage", "lab-small"])
+def test_jsonpb_is_hubbles_own(native_module: Any, name: str) -> None:
+    payloads = payloads_of(RENDERINGS / f"{name}.jsonl")
+    lines = native_module.jsonpb(payloads, fast.message_index(RESPONSE))
+    assert None not in lines
+    assert b"".join(lines) == (RENDERINGS / f"{name}.hubble-jsonpb.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["coverage", "lab-small"])
+@pytest.mark.parametrize(("kind", "fmt", "options"), [
+    ("compact", "compact", {}), ("dict", "dict", {}), ("table", "table", {}),
+    ("compact-node-name", "compact", {"node_name": True}),
+    ("compact-policy-names", "compact", {"policy_names": True}),
+    ("compact-rfc3339milli", "compact", {"time_format": "RFC3339Milli"}),
+])
+def test_text_is_hubbles_own(name: str, kind: str, fmt: str, options: dict[str, Any]) -> None:
+    payloads = payloads_of(RENDERINGS / f"{name}.jsonl")
+    for size in (len(payloads), 97):  # one run, and many (shapes kept across runs)
+        got = fast_text(decode(payloads, size, fast=True), fmt, options)
+        assert got == (RENDERINGS / f"{name}.{kind}.txt").read_text(), (kind, size)
+
+
+@pytest.mark.parametrize(("rendered", "fmt", "options"), [
+    ("all.dict.txt", "dict", {}), ("all.table.txt", "table", {}),
+    ("all.compact-node-name.txt", "compact", {"node_name": True}),
+    ("all.compact-rfc3339nano.txt", "compact", {"time_format": "RFC3339Nano"}),
+    ("all.compact-numeric.txt", "compact", {"numeric": True}),
+])
+def test_real_captures_render_as_hubble_does(rendered: str, fmt: str,
+                                             options: dict[str, Any]) -> None:
+    payloads = [p for path in OTEL for p in payloads_of(path)]
+    got = fast_text(decode(payloads, 500, fast=True), fmt, options)
+    assert got == (SHARED / "real-flows" / "rendered" / rendered).read_text()
+
+
+# --- the reference decoder and renderer ----------------------------------------------------
+
+CAPTURES = {"lab": lab_payloads, **{p.stem: (lambda p=p: payloads_of(p))
+                                    for p in [*SHARED_CAPTURES, *OTEL]}}
+
+
+@pytest.mark.parametrize("name", list(CAPTURES))
+def test_frames_equal_the_reference(name: str) -> None:
+    payloads = CAPTURES[name]()
+    decoded = decode(payloads, 211, fast=True)
+    assert all(d.native is not None for d in decoded), "the fast path bailed on clean flows"
+    got, want = frame_of(decoded), frame_of(decode(payloads, 211, fast=False))
+    pd.testing.assert_frame_equal(got, want)
+    assert got.attrs == want.attrs
+    assert [d.payloads for d in decoded] == [d.payloads for d in decode(payloads, 211, fast=False)]
+
+
+def test_every_variant_of_the_lab_renders_as_the_reference() -> None:
+    payloads = lab_payloads()
+    decoded = decode(payloads, 333, fast=True)
+    for fmt, options in VARIANTS:
+        assert fast_text(decoded, fmt, options) == reference_text(payloads, fmt, options), \
+            (fmt, options)
+
+
+def test_stream_counts_equal_the_columns() -> None:
+    payloads = lab_payloads()
+    for d in decode(payloads, 500, fast=True):
+        reference = DecodedBatch(d.batch)  # counted from the columns
+        for column in ("verdict", "drop_reason"):
+            assert d.counts(column) == reference.counts(column)
+
+
+def test_fields_no_column_uses_do_not_split_shapes() -> None:
+    """Socket cookie and cgroup id are left out of a shape's key: the reference frame does not
+    change with them (if it ever did, the fast path would have to keep them)."""
+    base = observer_pb2.GetFlowsResponse.FromString(lab_payloads()[0])
+    variants = []
+    for cookie in (0, 1, 2**63):
+        msg = observer_pb2.GetFlowsResponse()
+        msg.CopyFrom(base)
+        msg.flow.socket_cookie = cookie
+        msg.flow.cgroup_id = cookie // 2
+        variants.append(msg.SerializeToString())
+    reference = frame_of(decode(variants, 10, fast=False))
+    assert len(reference) == 3 and len(reference.drop_duplicates()) == 1
+    decoder = fast.Shapes()
+    run = decoder.splitter.split(variants)
+    assert run is not None and len(run.new_shapes) == 1
+
+
+# --- generated and hostile flows -----------------------------------------------------------
+
+_TEXT = st.one_of(
+    st.sampled_from(["", "default", "kube-system", "a/b", "/", "x/", "/y", "a/b/c", "10.0.0.1",
+                     "fd00::1", "\x1b[31mred", "line\rback", "é", "<b>&amp;</b>", "\u2028",
+                     "DROPPED", "policy-verdict:none", "k8s:app=web", "😀"]),
+    st.text(max_size=12))
+_U32 = st.one_of(st.sampled_from([0, 1, 2, 4, 53, 8080, 65535, 65536, 2**31, 2**32 - 1]),
+                 st.integers(0, 2**32 - 1))
+_SMALL = st.integers(0, 300)
+
+
+@st.composite
+def responses(draw: Any) -> observer_pb2.GetFlowsResponse:
+    r = observer_pb2.GetFlowsResponse()
+    kind = draw(st.sampled_from(["flow"] * 8 + ["lost", "status", "empty"]))
+    if draw(st.booleans()):
+        r.node_name = draw(_TEXT)
+    if draw(st.booleans()):
+        r.time.seconds = draw(st.integers(-2**40, 2**40))
+        r.time.nanos = draw(st.integers(0, 999_999_999))
+    if kind == "lost":
+        r.lost_events.source = draw(st.integers(0, 5))
+        r.lost_events.num_events_lost = draw(st.integers(0, 2**64 - 1))
+        if draw(st.booleans()):
+            r.lost_events.cpu.value = draw(st.integers(-5, 2**31 - 1))
+        return r
+    if kind == "status":
+        r.node_status.state_change = draw(st.integers(0, 5))
+        r.node_status.node_names.extend(draw(st.lists(_TEXT, max_size=3)))
+        return r
+    if kind == "empty":
+        return r
+    f = r.flow
+    if draw(st.integers(0, 9)):  # mostly times a frame holds, sometimes any
+        f.time.seconds = draw(st.integers(1_500_000_000, 2_000_000_000)
+                              if draw(st.integers(0, 5)) else st.integers(-2**62, 2**62))
+        f.time.nanos = draw(st.integers(0, 999_999_999))
+    f.uuid = draw(_TEXT)
+    f.verdict = draw(st.integers(0, 9))
+    f.drop_reason = draw(st.sampled_from([0, 133, 181, 999]))
+    f.drop_reason_desc = draw(st.sampled_from([0, 133, 181, 205, 999]))
+    f.auth_type = draw(st.integers(0, 3))
+    if draw(st.booleans()):
+        f.IP.source = draw(_TEXT)
+        f.IP.destination = draw(_TEXT)
+        f.IP.ipVersion = draw(st.integers(0, 3))
+        f.IP.encrypted = draw(st.booleans())
+        f.IP.source_xlated = draw(_TEXT)
+    protocol = draw(st.sampled_from(["TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6", "VRRP", "IGMP",
+                                     None]))
+    if protocol in ("TCP", "UDP", "SCTP"):
+        body = getattr(f.l4, protocol)
+        body.source_port = draw(_U32)
+        body.destination_port = draw(_U32)
+        if protocol == "TCP":
+            for flag in ("SYN", "ACK", "FIN", "RST", "PSH"):
+                setattr(body.flags, flag, draw(st.booleans()))
+    elif protocol is not None:  # ICMP, VRRP, IGMP
+        getattr(f.l4, protocol).type = draw(_SMALL)
+    for ep in (f.source, f.destination):
+        if draw(st.booleans()):
+            ep.identity = draw(st.one_of(st.integers(0, 12), _U32))
+            ep.namespace = draw(_TEXT)
+            ep.pod_name = draw(_TEXT)
+            ep.cluster_name = draw(_TEXT)
+            ep.labels.extend(draw(st.lists(_TEXT, max_size=3)))
+            for _ in range(draw(st.integers(0, 2))):
+                w = ep.workloads.add()
+                w.name, w.kind = draw(_TEXT), draw(_TEXT)
+    f.Type = draw(st.integers(0, 3))
+    f.node_name = draw(_TEXT)
+    f.node_labels.extend(draw(st.lists(_TEXT, max_size=2)))
+    f.source_names.extend(draw(st.lists(_TEXT, max_size=2)))
+    f.destination_names.extend(draw(st.lists(_TEXT, max_size=2)))
+    if draw(st.integers(0, 3)) == 0:
+        f.l7.type = draw(st.integers(0, 4))
+        f.l7.latency_ns = draw(st.integers(0, 2**64 - 1))
+        record = draw(st.sampled_from(["dns", "http", "kafka", None]))
+        if record == "dns":
+            f.l7.dns.query = draw(_TEXT)
+            f.l7.dns.ips.extend(draw(st.lists(_TEXT, max_size=2)))
+            f.l7.dns.qtypes.extend(draw(st.lists(_TEXT, max_size=2)))
+            f.l7.dns.rcode = draw(st.sampled_from([0, 3, 40000]))
+            f.l7.dns.observation_source = draw(_TEXT)
+        elif record == "http":
+            f.l7.http.code = draw(st.sampled_from([0, 200, 404, 40000]))
+            f.l7.http.method = draw(_TEXT)
+            f.l7.http.url = draw(_TEXT)
+            f.l7.http.protocol = draw(_TEXT)
+            for _ in range(draw(st.integers(0, 2))):
+                h = f.l7.http.headers.add()
+                h.key, h.value = draw(_TEXT), draw(_TEXT)
+        elif record == "kafka":
+            f.l7.kafka.topic = draw(_TEXT)
+    if draw(st.booleans()):
+        f.is_reply.value = draw(st.booleans())
+    if draw(st.integers(0, 5)):
+        f.event_type.type = draw(st.sampled_from([1, 3, 4, 5, 7, 129, 40000]))
+        f.event_type.sub_type = draw(st.sampled_from([0, 1, 3, 133, 255, 40000]))
+    for svc in (f.source_service, f.destination_service):
+        if draw(st.integers(0, 3)) == 0:
+            svc.name, svc.namespace = draw(_TEXT), draw(_TEXT)
+    f.traffic_direction = draw(st.integers(0, 3))
+    f.policy_match_type = draw(st.integers(0, 9))
+    f.trace_observation_point = draw(st.sampled_from([0, 1, 5, 101, 300]))
+    f.debug_capture_point = draw(st.integers(0, 3))
+    f.sock_xlate_point = draw(st.integers(0, 5))
+    if draw(st.integers(0, 4)) == 0:
+        f.ip_trace_id.trace_id = draw(st.integers(0, 2**64 - 1))
+    if draw(st.integers(0, 4)) == 0:
+        f.interface.index = draw(_U32)
+        f.interface.name = draw(_TEXT)
+    if draw(st.integers(0, 4)) == 0:
+        f.trace_context.parent.trace_id = draw(_TEXT)
+    f.socket_cookie = draw(st.integers(0, 2**64 - 1))
+    f.Summary = draw(_TEXT)
+    for policies in (f.ingress_allowed_by, f.egress_allowed_by, f.ingress_denied_by,
+                     f.egress_denied_by):
+        for _ in range(draw(st.integers(0, 2))):
+            p = policies.add()
+            p.name, p.kind, p.namespace = draw(_TEXT), draw(_TEXT), draw(_TEXT)
+            p.revision = draw(st.integers(0, 9))
+    return r
+
+
+def _outcome(fn: Any) -> Any:
+    """What fn returns, or the type of what it raises (both paths must agree on either)."""
+    try:
+        return ("ok", fn())
+    except Exception as exc:  # the error itself is what is compared
+        return ("raised", type(exc))
+
+
+def _frames(payloads: list[bytes], fast_path: bool) -> Any:
+    return _outcome(lambda: frame_of(decode(payloads, 7, fast=fast_path)))
+
+
+def assert_same_frames(payloads: list[bytes]) -> None:
+    got, want = _frames(payloads, True), _frames(payloads, False)
+    assert got[0] == want[0], (got, want)
+    if got[0] == "ok":
+        pd.testing.assert_frame_equal(got[1], want[1])
+        assert got[1].attrs == want[1].attrs
+    else:
+        assert got[1] is want[1]
+
+
+def assert_same_jsonpb(module: Any, payloads: list[bytes]) -> None:
+    lines = module.jsonpb(payloads, fast.message_index(RESPONSE))
+    for line, payload in zip(lines, payloads, strict=True):
+        if line is None:
+            continue
+        reference = encode_response_bytes(message_to_dict(
+            observer_pb2.GetFlowsResponse.FromString(payload))) + b"\n"
+        assert line == reference
+
+
+def assert_same_text(payloads: list[bytes]) -> None:
+    try:
+        decoded = decode(payloads, 5, fast=True)
+    except Exception:  # the frames test holds the error to the reference's
+        return
+    for fmt, options in VARIANTS[:8]:
+        got = fast_text(decoded, fmt, options)
+        if got is not None:
+            assert got == reference_text(payloads, fmt, options), (fmt, options)
+
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@SETTINGS
+@given(st.lists(responses(), max_size=12))
+def test_generated_flows_decode_and_render_as_the_reference(messages: list[Any]) -> None:
+    payloads = [m.SerializeToString() for m in messages]
+    assert_same_frames(payloads)
+    assert_same_jsonpb(fast.native(), payloads)
+    assert_same_text(payloads)
+
+
+def _mutations(valid: list[bytes]) -> st.SearchStrategy[bytes]:
+    """Valid responses cut, flipped, spliced and padded, and plain noise."""
+    base = st.sampled_from(valid)
+    cut = st.tuples(base, st.integers(0, 800)).map(lambda t: t[0][:t[1]])
+    flip = st.tuples(base, st.integers(0, 2000), st.integers(1, 255)).map(
+        lambda t: t[0][:t[1]] + bytes([t[0][t[1] % max(len(t[0]), 1)] ^ t[2]])
+        + t[0][t[1] + 1:] if t[0] else t[0])
+    splice = st.tuples(base, st.integers(0, 800), st.binary(max_size=12)).map(
+        lambda t: t[0][:t[1]] + t[2] + t[0][t[1]:])
+    return st.one_of(cut, flip, splice, st.binary(max_size=64))
+
+
+VALID = lab_payloads()[:200:7]
+
+
+@SETTINGS
+@given(st.lists(_mutations(VALID), min_size=1, max_size=6))
+def test_hostile_bytes_get_the_reference_answer(payloads: list[bytes]) -> None:
+    assert_same_frames(payloads)
+    assert_same_jsonpb(fast.native(), payloads)
+    assert_same_text(payloads)
+
+
+# --- the command: the fast path against FLOWLENS_NATIVE=0, from a relay ------------------------
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    listen = f"127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "flowlens", "relay",
+                             str(RENDERINGS / "coverage.jsonl"), "--listen", listen],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    assert "serving" in proc.stderr.readline()
+    yield listen
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("args", [
+    ["--all", "-o", "compact"], ["--all", "-o", "dict"], ["--all", "-o", "table"],
+    ["--all", "-o", "jsonpb"],
+    ["--all", "--print-node-name", "--print-policy-names", "--time-format", "RFC3339"],
+    ["--all", "-o", "dict", "--numeric"], ["--last", "7", "-o", "dict"],
+])
+def test_tail_prints_what_the_reference_path_prints(relay: str, args: list[str],
+                                                    tmp_path: Path) -> None:
+    outputs = []
+    for switch in ("1", "0"):
+        save = tmp_path / f"save-{switch}.jsonpb"
+        done = subprocess.run([sys.executable, "-m", "flowlens", "tail", "--server", relay, *args,
+                               "--save", str(save)], capture_output=True, check=True,
+                              env={**os.environ, "FLOWLENS_NATIVE": switch})
+        outputs.append((done.stdout, save.read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0] and outputs[0][1]
