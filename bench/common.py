@@ -59,3 +59,14 @@ def reference_bin(name: str) -> str | None:
     PATH; None when absent."""
     local = ROOT.parent / "shared" / "bin" / name
     return str(local) if local.exists() else shutil.which(name)
+
+
+def timed(fn: Callable[[], Any], servers: list[int]) -> tuple[float, float, Any]:
+    """Seconds, and the CPUs other processes (not this one, not our servers) kept busy."""
+    gc.collect()
+    ours = lambda: time.process_time() + sum(map(cpu_seconds, servers))  # noqa: E731
+    busy, mine, start = busy_seconds(), ours(), time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    others = (busy_seconds() - busy) - (ours() - mine)
+    return elapsed, max(others, 0.0) / elapsed, result

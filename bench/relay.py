@@ -25,14 +25,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import grpc.experimental
-from common import best_of, busy_seconds, cpu_seconds  # bench/ is on sys.path as a script
+from common import best_of, timed  # bench/ is on sys.path as a script
 
 import flowlens
 from flowlens import frame
@@ -132,17 +131,6 @@ def _count(server: str, deserialize: Callable[[bytes], Any] | None) -> int:
     return count
 
 
-def _timed(fn: Callable[[], Any], servers: list[int]) -> tuple[float, float, Any]:
-    """Seconds, and the CPUs other processes (not this one, not our servers) kept busy."""
-    gc.collect()
-    ours = lambda: time.process_time() + sum(map(cpu_seconds, servers))  # noqa: E731
-    busy, mine, start = busy_seconds(), ours(), time.perf_counter()
-    result = fn()
-    elapsed = time.perf_counter() - start
-    others = (busy_seconds() - busy) - (ours() - mine)
-    return elapsed, max(others, 0.0) / elapsed, result
-
-
 def end_to_end(n: int, rounds: int) -> None:
     records = list(generate_flows(n))
     payloads = [response_from_dict(r).SerializeToString() for r in records]
@@ -177,7 +165,7 @@ def end_to_end(n: int, rounds: int) -> None:
             for r in range(rounds):
                 # Alternate the order so that neither side always runs right after the other.
                 for name, fn in (steps if r % 2 == 0 else steps[::-1]):
-                    runs.setdefault(name, []).append(_timed(fn, pids))
+                    runs.setdefault(name, []).append(timed(fn, pids))
                 load.append(os.getloadavg()[0])
                 print(f"    round {r + 1}: relay {n / runs['relay'][-1][0]:,.0f}, bare "
                       f"{n / runs['bare'][-1][0]:,.0f} msgs/s (other processes busy "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from flowlens import cli_live as _live
+from flowlens import cli_store as _store
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
 from flowlens.cli_live import counted
@@ -160,11 +161,13 @@ def main() -> None:
               help="Relay only: also write every flow to FILE as jsonpb (hubble-readable).")
 @click.option("--print-raw-filters", is_flag=True,
               help="Print the allow/deny FlowFilters of the request as YAML and exit.")
+@_store.store_option
 @_live.connection_options
 @_filters.filter_options
 def tail(input_files: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
          output: str, time_format: str, print_node_name: bool, print_policy_names: bool,
          numeric: bool, color: str, save: str | None, print_raw_filters: bool,
+         store: str | None,
          connection: Connection, filters: _filters.Filters) -> None:
     """Print flows as `hubble observe` does, filtered with hubble's filter flags.
 
@@ -181,6 +184,7 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     if print_raw_filters:
         click.echo(_filters.raw_filters_yaml(filters), nl=False)
         return
+    input_files = _store.default_sources(input_files, store)
     if not input_files:
         _live.tail_relay(connection, filters, fmt=fmt, time_format=time_format,
                          node_name=print_node_name, policy_names=print_policy_names,
@@ -189,8 +193,16 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     if save is not None:
         raise UsageError("--save is for streams from a relay; use `flowlens convert` for files")
     options = _read_options(input_format, year, strict, keep_raw=fmt == "jsonpb")
+    if filters.follow and len(input_files) == 1 and _store.is_store(input_files[0]):
+        if fmt == "table":
+            raise UsageError("-o table cannot be used with --follow")
+        _store.follow_store(input_files[0], filters, options, lambda frame: _render(
+            frame, None, fmt, time_format, print_node_name, print_policy_names, numeric,
+            colored))
+        return
+    extent = _store.prune(input_files, filters, options)
     df, raw = load(input_files, options)
-    rows = _filters.selected_rows(filters, df)
+    rows = _filters.selected_rows(filters, df, None if extent is None else extent[1])
     chosen = take(df, rows)
     if raw is not None:
         raw = [raw[i] for i in rows]
@@ -224,7 +236,8 @@ def _colored(when: str) -> bool:
 @main.command(short_help="Convert saved flows to Parquet, CSV, JSON lines or jsonpb.")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, metavar="OUT",
-              help="Output file: .parquet, .csv, .jsonl (frame rows) or .jsonpb (hubble-readable).")
+              help="Output file: .parquet, .csv, .jsonl (frame rows) or .jsonpb (hubble-readable); "
+                   "or a flow store (an existing one, or a path ending in /) to add to.")
 @input_options
 def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: int | None,
             strict: bool) -> None:
@@ -233,6 +246,9 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     _check_output_file(out, "here -o is the output file, its extension sets the format "
                             "(flows.parquet, .csv, .jsonl, .jsonpb)")
     options = _read_options(input_format, year, strict, keep_raw=out.lower().endswith(".jsonpb"))
+    if _store.convert_into_store(sources, out, options):
+        _report_bad_lines(options.report)
+        return
     df, raw = load(sources, options)
     _outputs.write_frame(df, out, raw)
     lost = df.attrs.get("lost_events", ())
@@ -297,11 +313,12 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
                    "Repeatable.")
 @click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
               help="With --policy: the port number of a named port. Repeatable.")
+@_store.store_option
 @_live.connection_options
 @_filters.filter_options
 def report(sources: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
            fmt: str | None, out: str | None, top: str, bucket: str | None, plotlyjs: str,
-           policy_files: tuple[str, ...], named_ports: tuple[str, ...],
+           policy_files: tuple[str, ...], named_ports: tuple[str, ...], store: str | None,
            connection: Connection, filters: _filters.Filters) -> None:
     """The Hubble dashboard's panels as a report over SOURCE... (files, folders, -), or over
     the flows hubble-relay (--server) holds when no SOURCE is given: forwarded vs dropped, drop
@@ -319,7 +336,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     policies = _policy.load_policies(policy_files) if policy_files else None
     ports = _policy.parse_named_ports(named_ports)
     options = _read_options(input_format, year, strict)
-    built = _report_over(sources, options, connection, filters, top=rows, bucket=size,
+    built = _report_over(sources, store, options, connection, filters, top=rows, bucket=size,
                          policies=policies, named_ports=ports)
     _warn_policy_notes(built)
     _write(_report_formats.report_chunks(built, fmt, plotlyjs), out)
@@ -329,12 +346,17 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     _report_bad_lines(options.report)
 
 
-def _report_over(sources: tuple[str, ...], options: ReadOptions, connection: Connection,
-                 filters: _filters.Filters, **kwargs: Any) -> _analyses.Report:
-    """The report over the window of SOURCE..., or of the relay when there is none."""
-    if sources:
-        df, _ = load(sources, options)
-        return _analyses.build_report(df, filters, sources=sources, **kwargs)
+def _report_over(sources: tuple[str, ...], store: str | None, options: ReadOptions,
+                 connection: Connection, filters: _filters.Filters,
+                 **kwargs: Any) -> _analyses.Report:
+    """The report over the window of SOURCE... (or of the default store), or of the relay
+    when there is none."""
+    chosen = _store.default_sources(sources, store)
+    if chosen:
+        held = _store.prune(chosen, filters, options, report=True)
+        df, _ = load(chosen, options)
+        return _analyses.build_report(df, filters, sources=_store.shown_sources(chosen, sources),
+                                      held=held, **kwargs)
     window = _relay_window(connection, filters)
     return _analyses.build_report(window.flows, filters,
                                   sources=(f"hubble-relay {connection.server}",),
@@ -400,11 +422,13 @@ def policy() -> None:
 @report_output_options
 @click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
               help="The port number of a named port the policies use. Repeatable.")
+@_store.store_option
 @_live.connection_options
 @_filters.filter_options
 def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | None,
                  strict: bool, fmt: str | None, out: str | None, named_ports: tuple[str, ...],
-                 plotlyjs: str, connection: Connection, filters: _filters.Filters) -> None:
+                 plotlyjs: str, store: str | None, connection: Connection,
+                 filters: _filters.Filters) -> None:
     """Evaluate the policies in POLICY.yaml... (files ending in .yaml or .yml, or folders of
     them) against the connections in SOURCE... (flow files, folders, -; the relay at --server
     when none), as if exactly these policies were applied: per connection and end (source
@@ -421,7 +445,8 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
         _check_writable(out)
     policies = _policy.load_policies(policy_paths)
     options = _read_options(input_format, year, strict)
-    built = _report_over(sources, options, connection, filters, panels=(), policies=policies,
+    built = _report_over(sources, store, options, connection, filters, panels=(),
+                         policies=policies,
                          named_ports=_policy.parse_named_ports(named_ports),
                          title="flowlens policy check")
     _warn_policy_notes(built)
@@ -453,10 +478,11 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
 @click.option("--until", metavar="TIME", help="Only flows until TIME.")
 @click.option("-o", "--output", "out", metavar="FILE",
               help="Write the YAML to FILE (default: standard output).")
+@_store.store_option
 @_live.connection_options
 def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int | None,
                    strict: bool, namespace: str | None, selector: str | None, direction: str,
-                   since: str | None, until: str | None, out: str | None,
+                   since: str | None, until: str | None, out: str | None, store: str | None,
                    connection: Connection) -> None:
     """Least-privilege NetworkPolicy YAML per workload from the traffic SOURCE... (or the
     relay) saw allowed: peers by their workload labels, one rule per peer set and its ports.
@@ -469,9 +495,11 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
     if out is not None:
         _check_writable(out)
     options = _read_options(input_format, year, strict)
+    sources = _store.default_sources(sources, store)
     if sources:
+        extent = _store.prune(sources, filters, options, report=True)
         df, _ = load(sources, options)
-        df = _filters.select(filters, df)
+        df = _filters.select(filters, df, None if extent is None else extent[1])
     else:
         df = _relay_window(connection, filters).flows
     suggestion = _policy.suggest(df, namespace=namespace, selector=chosen,
@@ -487,6 +515,9 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
 def _warn_policy_notes(built: _analyses.Report) -> None:
     for note in built.policy.notes if built.policy is not None else ():
         click.echo(f"flowlens: warning: {note}", err=True)
+
+
+main.add_command(_store.record)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     │   │                   binary garbage, empty, wrong --input-format)
     │   └── BadInputError   an unreadable line under --strict (exit status 2)
     ├── UsageError          a bad flag value or combination (a malformed filter, ...)
+    ├── StoreError          a flow store cannot be written (another writer has it, full disk)
     └── RelayError          a relay cannot be reached or ended the stream with an error that
                             retrying cannot fix (wrong address, TLS failure, permission denied)
 """
@@ -32,6 +33,10 @@ class UsageError(FlowlensError):
     """A flag value or combination that cannot be used."""
 
     exit_code = 2
+
+
+class StoreError(FlowlensError):
+    """A flow store cannot be written: another process writes it, or the disk refuses."""
 
 
 class RelayError(FlowlensError):

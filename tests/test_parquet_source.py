@@ -15,7 +15,8 @@ from click.testing import CliRunner
 import flowlens
 from flowlens.cli import main
 from flowlens.relay_server import ReplayData, ReplayRelay
-from flowlens.sources.parquet import TimeRange, read_parquet
+from flowlens.sources.parquet import read_parquet
+from flowlens.sources.timerange import TimeRange
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "samples" / "lab.jsonpb"

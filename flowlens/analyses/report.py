@@ -225,8 +225,8 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     Durations in --since/--until count back from the newest flow of `df` (`anchor="data"`, for
     files), or from `now` (`anchor="now"`: `df` came from a relay for the window the selection
     flags asked; `filtered`: the relay also applied the filter flags; `held`: the oldest and
-    newest flow the relay holds). A relay's window ends at its newest flow sent, without
-    --until."""
+    newest flow the relay holds, or the input when `df` was read pruned to the window). A
+    relay's window ends at its newest flow sent, without --until."""
     filters = filters or _filters.Filters()
     given = _input_summary(df, sources, filters, held)
     anchored_at = given.last_flow if anchor == "data" else (now or pd.Timestamp.now(tz="UTC"))

@@ -4,6 +4,7 @@ from flowlens.frame.build import (
     build,
     build_all,
     build_lost_events,
+    build_table,
     concat,
     empty,
     lost_events,
@@ -14,6 +15,6 @@ from flowlens.frame.schema import COLUMNS, LOST_EVENT_COLUMNS, NAMES
 
 __all__ = [
     "COLUMNS", "LOST_EVENT_COLUMNS", "NAMES",
-    "build", "build_all", "build_lost_events", "concat", "empty", "lost_events",
+    "build", "build_all", "build_lost_events", "build_table", "concat", "empty", "lost_events",
     "set_lost_events", "take",
 ]

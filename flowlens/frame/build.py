@@ -128,6 +128,34 @@ def _code_dtype(n: int) -> type[np.signedinteger[Any]]:
     return np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
 
 
+def build_table(batch: FlowBatch) -> pa.Table:
+    """One batch as an Arrow table of every declared column with the frame's types
+    (`flowlens.frame.arrow.SCHEMA`), without making a frame (what `record` writes): read back,
+    it builds the frame `build(batch)` builds. Lost events are left to the caller."""
+    from flowlens.frame.arrow import SCHEMA
+
+    arrays = []
+    for c, target in zip(COLUMNS, SCHEMA, strict=True):
+        arr = _source_array(c, batch.columns.get(c.name), batch.size)
+        try:
+            arrays.append(_arrow_typed(c.dtype, arr, target.type))
+        except pa.ArrowInvalid:  # a value its type cannot hold: as the frame makes it
+            from flowlens.frame.arrow import to_table
+
+            return to_table(build(FlowBatch(batch.columns, batch.size)))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _arrow_typed(dtype: str, arr: pa.Array, kind: pa.DataType) -> pa.Array:
+    if dtype.startswith("datetime64"):
+        if pa.types.is_integer(arr.type) or pa.types.is_timestamp(arr.type):
+            return arr.cast(pa.int64()).cast(kind)
+        return pa.array(_times(arr), type=kind)
+    if dtype == "category" and not pa.types.is_dictionary(arr.type):
+        return pc.dictionary_encode(arr.cast(pa.string())).cast(kind)
+    return arr.cast(kind)
+
+
 def build(batch: FlowBatch) -> pd.DataFrame:
     """A typed frame with every declared column from one batch; lost events in attrs."""
     return build_all([batch])

@@ -99,18 +99,74 @@ class StatusLine:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
+        flows = self._flows()
         if self._last:
-            self._rate = (self.stats.flows - self._last_flows) / (now - self._last)
-        self._last, self._last_flows = now, self.stats.flows
-        s = self.stats
-        top = _top(s.drop_reasons) or "-"
-        self.out.write(
-            f"\r\x1b[K{self._rate:,.0f} flows/s | {s.flows:,} flows | "
-            f"{s.verdicts.get('FORWARDED', 0):,} forwarded | "
-            f"{s.verdicts.get('DROPPED', 0):,} dropped | top drop: {top} | "
-            f"lost: {s.lost_events:,}")
+            self._rate = (flows - self._last_flows) / (now - self._last)
+        self._last, self._last_flows = now, flows
+        self.out.write(f"\r\x1b[K{self._rate:,.0f} flows/s | {self._text()}")
         self.out.flush()
         self._shown = True
+
+    def _flows(self) -> int:
+        return self.stats.flows
+
+    def _text(self) -> str:
+        s = self.stats
+        top = _top(s.drop_reasons) or "-"
+        return (f"{s.flows:,} flows | {s.verdicts.get('FORWARDED', 0):,} forwarded | "
+                f"{s.verdicts.get('DROPPED', 0):,} dropped | top drop: {top} | "
+                f"lost: {s.lost_events:,}")
+
+
+class RecordStatusLine(StatusLine):
+    """`flowlens record`'s status line: flows/s, flows, files and bytes written, how far the
+    newest flow is behind the clock, events lost."""
+
+    def __init__(self, out: IO[str], recorder: Any, interval: float = 0.5) -> None:
+        super().__init__(out, StreamStats(), interval)
+        self.recorder = recorder
+
+    def _flows(self) -> int:
+        r = self.recorder
+        return int(r.writer.stats.flows + r.writer.pending_flows)
+
+    def _text(self) -> str:
+        r = self.recorder
+        w = r.writer.stats
+        lag = r.lag_ns
+        behind = "-" if lag is None else go_duration(max(lag, 0) // 1_000_000 * 1_000_000)
+        lost = r.stream.stats.lost_events if r.stream is not None else 0
+        return (f"{self._flows():,} flows | {w.files:,} files | {_size(w.bytes)} | "
+                f"lag {behind} | lost: {lost:,}")
+
+
+def record_summary_line(summary: Any) -> str:
+    """The line `flowlens record` ends with (summary: flowlens.store.record.RecordSummary)."""
+    w = summary.written
+    parts = [f"recorded {w.flows:,} flows, {w.lost_records:,} lost-event records and "
+             f"{w.node_status:,} node status events from {summary.server} into "
+             f"{summary.store}: {w.files:,} files, {_size(w.bytes)}"]
+    if summary.resumed_from_ns is not None:
+        since = pd.Timestamp(summary.resumed_from_ns, tz="UTC").isoformat()
+        parts.append(f"; resumed after {since.replace('+00:00', 'Z')} "
+                     f"({summary.repeats_dropped:,} repeats dropped)")
+    if summary.lost_events:
+        parts.append(f"; EVENTS LOST: {summary.lost_events:,} (the relay overwrote them)")
+    if summary.reconnects:
+        parts.append(f"; {summary.reconnects} reconnects")
+    if summary.compacted_files or summary.removed_hours:
+        parts.append(f"; {summary.compacted_files:,} files compacted, "
+                     f"{summary.removed_hours:,} hours removed (--retain)")
+    return "flowlens: " + "".join(parts) + "\n"
+
+
+def _size(n: int) -> str:
+    value, unit = float(n), "B"
+    for bigger in ("KB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{n} B" if unit == "B" else f"{value:,.1f} {unit}"
 
 
 def go_duration(ns: int) -> str:

@@ -20,7 +20,8 @@ FORMATS = ("jsonpb", "compact", "dict", "table", "parquet")
 FORMAT_ALIASES = {"json": "jsonpb", "jsonl": "jsonpb", "tab": "table"}
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_PARQUET_MAGIC = b"PAR1"
+PARQUET_MAGIC = b"PAR1"
+STORE_FILE = "flowlens-store.json"  # marks a folder as a flow store
 _COMPACT_START = re.compile(
     rb"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d{3}|\d{4}-\d\d-\d\d\S*|[A-Z][a-z]{2}, \d\d |N/A)"
 )
@@ -46,7 +47,8 @@ def normalize_format(name: str | None) -> str | None:
 
 
 def expand(sources: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Files named, folders replaced by the files in them (sorted), `-` kept for stdin."""
+    """Files named, folders replaced by the files in them (sorted), `-` kept for stdin; a flow
+    store (a folder with STORE_FILE) is kept whole."""
     out: list[str] = []
     for src in sources:
         text = os.fspath(src)
@@ -54,7 +56,9 @@ def expand(sources: Iterable[str | os.PathLike[str]]) -> list[str]:
             out.append(text)
             continue
         path = Path(text)
-        if path.is_dir():
+        if is_store(path):
+            out.append(text)  # a flow store is one source (flowlens.store)
+        elif path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
             if not files:
                 raise InputError(f"{text}: folder has no files")
@@ -66,6 +70,11 @@ def expand(sources: Iterable[str | os.PathLike[str]]) -> list[str]:
     if not out:
         raise InputError("no input given")
     return out
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Is this a flow store folder (flowlens.store)?"""
+    return (Path(path) / STORE_FILE).is_file()
 
 
 def open_source(name: str) -> Opened:
@@ -110,7 +119,7 @@ def detect_format(opened: Opened) -> str:
     """Tell jsonpb from hubble's compact, dict and table text, and Parquet, by the first
     bytes."""
     head = opened.stream.peek(4096)[:4096]  # type: ignore[attr-defined]
-    if head.startswith(_PARQUET_MAGIC):
+    if head.startswith(PARQUET_MAGIC):
         return "parquet"
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not start:

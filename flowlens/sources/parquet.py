@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -20,32 +19,15 @@ import pyarrow.parquet as pq
 from flowlens.errors import InputError
 from flowlens.sources.batch import FlowBatch
 from flowlens.sources.files import Opened
+from flowlens.sources.timerange import ALL_TIME, TimeRange
 
-__all__ = ["LOST_EVENTS_METADATA", "TimeRange", "lost_events_of", "open_parquet", "read_parquet"]
+__all__ = ["LOST_EVENTS_METADATA", "extent_of_file", "lost_events_of", "open_parquet",
+           "read_parquet", "time_bounds"]
 
 # Key in a Parquet file's metadata holding the lost-event records as JSON (flowlens convert).
 LOST_EVENTS_METADATA = b"flowlens.lost_events"
 # Where pandas keeps `df.attrs` (lost events of a frame written with df.to_parquet()).
 _PANDAS_ATTRS = b"PANDAS_ATTRS"
-
-
-@dataclass(frozen=True)
-class TimeRange:
-    """A window of flow times in integer nanoseconds since the epoch (UTC); None = open."""
-
-    since_ns: int | None = None
-    until_ns: int | None = None
-
-    def overlaps(self, low: int | None, high: int | None) -> bool:
-        """Can flows with times in [low, high] (None: unknown) fall in the window?"""
-        if low is None or high is None:
-            return True
-        return (self.since_ns is None or high >= self.since_ns) and \
-            (self.until_ns is None or low <= self.until_ns)
-
-    @property
-    def is_open(self) -> bool:
-        return self.since_ns is None and self.until_ns is None
 
 
 def open_parquet(source: Opened | str) -> pq.ParquetFile:
@@ -81,6 +63,15 @@ def time_bounds(file: pq.ParquetFile, group: int) -> tuple[int | None, int | Non
 _NANOS_PER_UNIT = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
+def extent_of_file(path: str) -> tuple[int | None, int | None]:
+    """The oldest and newest flow time of a Parquet file, from its row groups' statistics."""
+    file = open_parquet(path)
+    bounds = [time_bounds(file, g) for g in range(file.num_row_groups)]
+    lows = [low for low, _ in bounds if low is not None]
+    highs = [high for _, high in bounds if high is not None]
+    return (min(lows) if lows else None), (max(highs) if highs else None)
+
+
 def lost_events_of(file: pq.ParquetFile) -> list[dict[str, Any]]:
     """The lost-event records a flows file carries in its metadata (times as RFC 3339)."""
     meta = file.schema_arrow.metadata or {}
@@ -94,7 +85,7 @@ def lost_events_of(file: pq.ParquetFile) -> list[dict[str, Any]]:
 
 def read_parquet(source: Opened | str, batch_size: int, *,
                  columns: Sequence[str] | None = None,
-                 window: TimeRange = TimeRange()) -> Iterator[FlowBatch]:
+                 window: TimeRange = ALL_TIME) -> Iterator[FlowBatch]:
     """Batches of at most `batch_size` flows of one Parquet file: the row groups that can hold
     flows of `window`, only `columns` (None: all). Rows outside the window are not removed
     here (the caller's selection does that); lost events ride with the first batch."""

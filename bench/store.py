@@ -1,0 +1,220 @@
+"""The flow store's benchmark: `python bench/store.py [--flows N] [--rounds N]`.
+
+(a) bytes per flow on disk: the mixed generated capture (flowlens.synth: the lab scenario
+    repeated, every kind of flow) written as `record` writes it (files of 100,000 flows), against
+    the same flows as jsonpb (target <= 80 bytes/flow);
+(b) `record` from ../shared/bin/flowsrv (a Go relay: the client is not capped by a Python
+    server), or from the project's relay when flowsrv is absent (said so): sustained flows/s
+    into a store, against the same client receiving and decoding the same stream without
+    writing (flowlens's FlowStream, as `iter_relay` uses it); medians of alternating rounds,
+    each with the CPUs other processes kept busy (target >= 50,000 flows/s);
+(c) where record's time goes: microseconds per flow of each step on the same serialized flows,
+    in this process: decode (bytes -> columns), frame (the builder), Arrow (frame -> table),
+    Parquet (zstd, written and renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import best_of, reference_bin, timed  # bench/ is on sys.path as a script
+
+from flowlens import frame
+from flowlens.filters import Filters
+from flowlens.live import relay_stream
+from flowlens.render.jsonpb import encode_response_bytes
+from flowlens.sources.proto import ProtoDecoder
+from flowlens.sources.protodict import response_from_dict
+from flowlens.sources.relay import Connection
+from flowlens.store.record import Recorder
+from flowlens.store.writer import StoreWriter, create_store
+from flowlens.synth import generate_flows
+
+RUN = 5_000  # the client's decoding run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(jsonpb: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """flowsrv serving the file, else `flowlens relay`; (process, address, what it is)."""
+    address = f"127.0.0.1:{_free_port()}"
+    flowsrv = reference_bin("flowsrv")
+    if flowsrv is not None:
+        proc = subprocess.Popen([flowsrv, "-listen", address, "-in", str(jsonpb)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        what = f"flowsrv ({flowsrv})"
+        ready = "ready"
+    else:
+        print("    ../shared/bin/flowsrv is ABSENT (not beside this checkout nor on PATH): "
+              "measuring against the project's own relay (`flowlens relay`, Python), which "
+              "caps the rate at its serving speed")
+        proc = subprocess.Popen([sys.executable, "-m", "flowlens", "relay", str(jsonpb),
+                                 "--listen", address], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        what, ready = "flowlens relay", "serving"
+    out = proc.stdout if proc.stdout is not None else proc.stderr
+    assert out is not None
+    line = out.readline().decode()
+    if ready not in line:
+        proc.kill()
+        raise SystemExit(f"{what} did not start: {line}")
+    return proc, address, what
+
+
+def bytes_per_flow(records: list[dict[str, Any]], payloads: list[bytes], tmp: Path) -> None:
+    df = frame.build(ProtoDecoder().decode(payloads).batch)
+    store = create_store(tmp / "bytes")
+    writer = StoreWriter(store)
+    for start in range(0, len(df), 100_000):
+        writer.add(frame.take(df, range(start, min(start + 100_000, len(df)))))
+        writer.flush()
+    on_disk = sum(p.stat().st_size for p in (store / "flows").rglob("*.parquet"))
+    jsonpb = sum(len(encode_response_bytes(r)) + 1 for r in records)
+    n = len(df)
+    per_flow = on_disk / n
+    print(f"(a) store on disk       {per_flow:7.1f} bytes/flow  ({n:,} flows, {on_disk / 1e6:.1f} "
+          f"MB in {writer.stats.files} files; target <= 80: "
+          f"{'ok' if per_flow <= 80 else 'MISSED'})")
+    print(f"    jsonpb              {jsonpb / n:7.1f} bytes/flow  (baseline: the store is "
+          f"{jsonpb / on_disk:.0f}x smaller)")
+
+
+def _record(address: str, n: int, root: Path) -> float:
+    """Seconds `record` takes to have n flows in a new store (its closing flush included)."""
+    shutil.rmtree(root, ignore_errors=True)
+    recorder = Recorder(root, Connection(address))
+    done = threading.Event()
+
+    def watch(r: Recorder) -> None:
+        if r.writer.stats.flows + r.writer.pending_flows >= n and not done.is_set():
+            done.set()
+            r.stop()
+
+    recorder.on_progress = watch
+    summary = recorder.run()
+    assert summary.written.flows >= n, summary
+    return n
+
+
+def _receive(address: str, n: int) -> int:
+    """The same client without writing: receive and decode until n flows."""
+    stream = relay_stream(Connection(address), Filters(all=True, follow=True))
+    got = 0
+    for decoded in stream:
+        got += decoded.batch.size
+        if got >= n:
+            stream.cancel()
+            break
+    return got
+
+
+def record_rate(jsonpb: Path, n: int, rounds: int, tmp: Path) -> None:
+    server, address, what = _serve(jsonpb)
+    try:
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("record", lambda: _record(address, n, tmp / "recorded")),
+            ("receive", lambda: _receive(address, n)),
+        ]
+        runs: dict[str, list[tuple[float, float, Any]]] = {}
+        cpu: list[float] = []
+        for r in range(rounds):
+            for name, fn in (steps if r % 2 == 0 else steps[::-1]):
+                before = time.process_time()
+                runs.setdefault(name, []).append(timed(fn, [server.pid]))
+                if name == "record":
+                    cpu.append((time.process_time() - before) / runs[name][-1][0])
+            print(f"    round {r + 1}: record {n / runs['record'][-1][0]:,.0f}, receive only "
+                  f"{n / runs['receive'][-1][0]:,.0f} flows/s (other processes busy "
+                  f"{runs['record'][-1][1]:.1f}, {runs['receive'][-1][1]:.1f} CPUs)")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    t = {name: statistics.median(s for s, _, _ in values) for name, values in runs.items()}
+    rate, base = n / t["record"], n / t["receive"]
+    on_disk = sum(p.stat().st_size for p in (tmp / "recorded").rglob("*.parquet"))
+    print(f"(b) record from {what}")
+    print(f"    record              {t['record']:7.3f} s  {rate:>10,.0f} flows/s  ({n:,} flows, "
+          f"{on_disk / n:.1f} bytes/flow; target >= 50,000: {'ok' if rate >= 50_000 else 'MISSED'}"
+          f"; {statistics.median(cpu):.2f} CPUs of this process)")
+    print(f"    receive only        {t['receive']:7.3f} s  {base:>10,.0f} flows/s  (baseline, "
+          f"same client without writing: record runs at {rate / base:.2f}x it)")
+    others = statistics.median(o for values in runs.values() for _, o, _ in values)
+    print(f"    medians of {rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}, "
+          f"other processes kept {others:.1f} of {os.cpu_count()} CPUs busy")
+
+
+def where_time_goes(payloads: list[bytes], repeat: int, tmp: Path) -> None:
+    runs = [payloads[i:i + RUN] for i in range(0, len(payloads), RUN)]
+    n = len(payloads)
+
+    def decode() -> list[Any]:
+        decoder = ProtoDecoder()
+        return [decoder.decode(run).batch for run in runs]
+
+    t_decode, batches = best_of(repeat, decode)
+    t_table, _ = best_of(repeat, lambda: [frame.build_table(b) for b in batches])
+
+    def write() -> None:
+        shutil.rmtree(tmp / "steps", ignore_errors=True)
+        writer = StoreWriter(create_store(tmp / "steps"))
+        for batch in batches:
+            writer.add_batch(batch)
+            if writer.due():
+                writer.flush()
+        writer.flush()
+
+    t_write, _ = best_of(repeat, write)
+    t_write -= t_table  # add_batch() makes the tables
+    t_frame, _ = best_of(repeat, lambda: [frame.build(b) for b in batches])
+    total = t_decode + t_table + t_write
+    print(f"(c) where record's time goes, per flow ({n:,} flows, best of {repeat}; "
+          f"{n / total:,.0f} flows/s on one core, receiving aside):")
+    for name, seconds in (("decode (bytes -> columns)", t_decode),
+                          ("Arrow table (no frame)", t_table),
+                          ("Parquet (zstd, write, rename)", t_write)):
+        print(f"    {name:30s} {seconds / n * 1e6:6.2f} us  {seconds / total:5.0%}")
+    print(f"    (a pandas frame of the same batches would take {t_frame / n * 1e6:.2f} us more: "
+          f"record makes one only to drop repeats after a restart)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flows", type=int, default=300_000, help="flows for (a), (b), (c)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds, for (b)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of, for (c)")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}")
+    records = list(generate_flows(args.flows))
+    payloads = [response_from_dict(r).SerializeToString() for r in records]
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        jsonpb = tmp / "flows.jsonpb"
+        with open(jsonpb, "wb") as out:
+            for record in records:
+                out.write(encode_response_bytes(record) + b"\n")
+        bytes_per_flow(records, payloads, tmp)
+        del records
+        record_rate(jsonpb, args.flows, args.rounds, tmp)
+        where_time_goes(payloads, args.repeat, tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""The store side of the `flowlens` command: `record`, the default store of `--store` /
+FLOWLENS_STORE, `convert -o STORE/`, and `tail -f` on a store. `flowlens.cli` declares the
+other commands; this does the store's part of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from flowlens import cli_live as _live
+from flowlens import filters as _filters
+from flowlens._lazy import lazy
+from flowlens.cli_live import _interrupt, is_tty
+from flowlens.errors import UsageError
+from flowlens.load import Extent, ReadOptions, plan_window
+from flowlens.sources.files import is_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flowlens import frame as _frame
+    from flowlens.render import live as _live_text
+    from flowlens.sources.relay import Connection
+    from flowlens.store import dataset as _dataset
+    from flowlens.store import ingest as _ingest
+    from flowlens.store import record as _record
+else:
+    pd, _frame = lazy("pandas"), lazy("flowlens.frame")
+    _live_text = lazy("flowlens.render.live")
+    _dataset, _ingest = lazy("flowlens.store.dataset"), lazy("flowlens.store.ingest")
+    _record = lazy("flowlens.store.record")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STORE_ENV = "FLOWLENS_STORE"
+# Columns no panel and no policy evaluation reads: reports over Parquet and stores leave them
+# on disk (uuids alone are most of a store's bytes), unless a filter needs them.
+NOT_REPORTED = ("uuid", "summary")
+
+
+def store_option(f: F) -> F:
+    return click.option(
+        "--store", metavar="STORE", envvar=STORE_ENV, show_envvar=True,
+        help="Read this flow store (written by `flowlens record`) when no SOURCE and no "
+             "--server is given.")(f)
+
+
+def default_sources(sources: tuple[str, ...], store: str | None) -> tuple[str, ...]:
+    """SOURCE... as given; without any, the store of --store / $FLOWLENS_STORE unless
+    --server was given (then the relay: an empty tuple)."""
+    if sources or store is None or _server_given():
+        return sources
+    if not is_store(store):
+        raise UsageError(f"--store {store}: not a flow store (no {_dataset.STORE_FILE}; "
+                         "`flowlens record` makes one)")
+    return (store,)
+
+
+def shown_sources(sources: tuple[str, ...], given: tuple[str, ...]) -> tuple[str, ...]:
+    """How a report's header names its input: a store chosen by default says so."""
+    if given or not sources:
+        return sources
+    ctx = click.get_current_context()
+    how = STORE_ENV if ctx.get_parameter_source("store") == \
+        click.core.ParameterSource.ENVIRONMENT else "--store"
+    return (f"flow store {sources[0]} ({how})",)
+
+
+def _server_given() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source("server") in (
+        click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT) \
+        and ctx.params.get("server") is not None
+
+
+def report_columns(filters: _filters.Filters) -> list[str] | None:
+    """The columns a report (or a policy check, or suggest) reads of Parquet and stores."""
+    from flowlens.frame.schema import NAMES
+
+    used = {key for flt in (*filters.whitelist, *filters.blacklist) for key in flt}
+    return [c for c in NAMES if c not in NOT_REPORTED or c in used]
+
+
+# Reports pair requests with their answers over every flow read: a minute on each side of the
+# window is read too, so that answers (and the input's extent) near its edges are seen.
+PAIRING_MARGIN_NS = 60_000_000_000
+
+
+def prune(sources: tuple[str, ...], filters: _filters.Filters, options: ReadOptions, *,
+          report: bool = False) -> Extent | None:
+    """Read of Parquet sources and stores only the --since/--until window; for a report (or a
+    policy check) with a margin, and only the columns it reads. Returns the input's oldest and
+    newest flow when it was pruned (selection counts durations back from the newest)."""
+    extent = plan_window(sources, filters, options)
+    window = options.window
+    if report:
+        options.columns = report_columns(filters)
+        options.window = dataclasses.replace(
+            window,
+            since_ns=None if window.since_ns is None else window.since_ns - PAIRING_MARGIN_NS,
+            until_ns=None if window.until_ns is None else window.until_ns + PAIRING_MARGIN_NS)
+    return extent
+
+
+# --- convert -o STORE/ ------------------------------------------------------------------------
+
+
+def convert_into_store(sources: tuple[str, ...], out: str, options: ReadOptions) -> bool:
+    """`convert SOURCE... -o STORE/`: import into a store (False: OUT is not a store)."""
+    target = _ingest.store_path(out)
+    if target is None:
+        return False
+    done = _ingest.import_sources(target, sources, options)
+    repeats = done.flows_read - done.flows_added
+    click.echo(f"flowlens: added {done.flows_added:,} of {done.flows_read:,} flows "
+               f"({repeats:,} already in the store), {done.lost_added:,} lost-event records "
+               f"and {done.node_status_added:,} node status events to {target}: "
+               f"{done.files:,} files", err=True)
+    return True
+
+
+# --- tail -f on a store -----------------------------------------------------------------------
+
+POLL_SECONDS = 0.5
+
+
+def follow_store(root: str, filters: _filters.Filters, options: ReadOptions,
+                 render: Callable[[pd.DataFrame], Iterator[str]]) -> None:
+    """Print the selection (--last, --since, ... if given) and then every flow of the files
+    `record` adds, until Ctrl-C (exit status 0). Without a selection only new flows are
+    printed, as from a relay."""
+    follower = _dataset.StoreFollower(_dataset.Store(root))
+    every = dataclasses.replace(filters, since=None, until=None, first=None, last=None,
+                                all=False, follow=False)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if any(v is not None for v in (filters.since, filters.until, filters.first,
+                                       filters.last)) or filters.all:
+            extent = plan_window((root,), filters, options)
+            df = _frame.build_all(follower.initial(options.columns, options.window,
+                                                   options.batch_size, options.report))
+            _print(render(_filters.select(dataclasses.replace(filters, follow=False), df,
+                                          None if extent is None else extent[1])))
+        else:
+            follower.skip_existing()
+        while True:
+            for batch in follower.new(options.columns, options.batch_size, options.report):
+                _print(render(_filters.select(every, _frame.build(batch))))
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print(lines: Iterator[str]) -> None:
+    for line in lines:
+        sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+# --- record -----------------------------------------------------------------------------------
+
+
+def _roll(text: str) -> tuple[float, int]:
+    """--roll: a duration, a flow count, or both (comma-separated); what is not given keeps
+    its default."""
+    seconds, flows = _record.DEFAULT_ROLL_SECONDS, _record.DEFAULT_ROLL_FLOWS
+    for part in (p.strip() for p in text.split(",")):
+        if part.isdigit() and int(part) > 0:
+            flows = int(part)
+            continue
+        duration = _filters.parse_duration(part) if part else None
+        if duration is None or duration.total_seconds() <= 0:
+            raise UsageError(f"invalid value {text!r} for --roll: want a duration (1m), a flow "
+                             "count (100000) or both (1m,100000)")
+        seconds = duration.total_seconds()
+    return seconds, flows
+
+
+def _retain(text: str | None) -> pd.Timedelta | None:
+    if text is None:
+        return None
+    duration = _filters.parse_duration(text)
+    if duration is None or duration.total_seconds() <= 0:
+        raise UsageError(f"invalid value {text!r} for --retain: want a duration like 7d or 12h")
+    return duration
+
+
+@click.command(cls=_filters.FilterCommand)
+@click.argument("store", metavar="STORE")
+@click.option("--roll", default="1m,100000", show_default=True, metavar="DURATION,FLOWS",
+              help="Start a new file after this long or this many flows, whichever comes "
+                   "first (either alone keeps the other's default).")
+@click.option("--retain", metavar="DURATION",
+              help="Delete partitions older than this, e.g. 7d (checked every hour).")
+@_live.connection_options
+@_filters.filter_options
+def record(store: str, roll: str, retain: str | None, connection: Connection,
+           filters: _filters.Filters) -> None:
+    """Follow hubble-relay (--server) and keep every flow, lost event and node status event
+    in STORE: Parquet partitioned by UTC date and hour, which every flowlens command reads.
+
+    Starts with everything the relay holds; restarted (after a stop, a crash or kill -9) it
+    resumes from the newest flow in STORE and stores no flow twice. Hubble's filter flags
+    select what is kept. Ctrl-C or SIGTERM writes what is buffered and exits 0 with a
+    summary; one record per STORE."""
+    for name in ("first", "last", "until"):
+        if getattr(filters, name) is not None:
+            raise UsageError(f"--{name} does not go with record, which follows the relay")
+    roll_seconds, roll_flows = _roll(roll)
+    tty = is_tty(sys.stderr)
+    status: list[Any] = []
+    recorder = _record.Recorder(
+        store, connection, filters, roll_seconds=roll_seconds, roll_flows=roll_flows,
+        retain=_retain(retain), on_event=lambda message: _event(message, status),
+        on_progress=lambda r: status[0].update() if status else None)
+    if tty:
+        status.append(_live_text.RecordStatusLine(sys.stderr, recorder))
+    handlers = {sig: signal.signal(sig, lambda *_: recorder.stop())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = recorder.run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if status:
+            status[0].clear()
+    sys.stderr.write(_live_text.record_summary_line(summary))
+
+
+def _event(message: str, status: list[Any]) -> None:
+    if status:
+        status[0].clear()
+    click.echo(f"flowlens: {message}", err=True)
