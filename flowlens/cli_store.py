@@ -194,7 +194,8 @@ def _retain(text: str | None) -> pd.Timedelta | None:
     return duration
 
 
-@click.command(cls=_filters.FilterCommand)
+@click.command(cls=_filters.FilterCommand,
+               short_help="Keep every flow of the relay in a flow store (Parquet).")
 @click.argument("store", metavar="STORE")
 @click.option("--roll", default="1m,100000", show_default=True, metavar="DURATION,FLOWS",
               help="Start a new file after this long or this many flows, whichever comes "

@@ -215,7 +215,7 @@ def test_store_is_the_default_source_and_the_header_says_so(tmp_path: Path) -> N
     assert given["input"]["sources"] == [f"flow store {store} (--store)"]
     assert _run("tail", "--last", "3", env=env).stdout == \
         _run("tail", "--input-file", str(LAB), "--last", "3").stdout
-    assert "policies from 3,230 flows" in _run("policy", "suggest", env=env).stderr
+    assert "policy from 3,230 flows" in _run("policy", "suggest", env=env).stderr
     # --server names the relay: the store is not used (nothing listens there).
     done = CliRunner().invoke(main, ["report", "--server", "127.0.0.1:1", "--timeout", "1s"],
                               env=env)
