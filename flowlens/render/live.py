@@ -123,7 +123,9 @@ class RecordStatusLine(StatusLine):
     newest flow is behind the clock, events lost."""
 
     def __init__(self, out: IO[str], recorder: Any, interval: float = 0.5) -> None:
-        super().__init__(out, StreamStats(), interval)
+        from flowlens.sources.relay import StreamStats  # (the recorder has loaded it)
+
+        super().__init__(out, StreamStats(), interval)  # its numbers come from the recorder
         self.recorder = recorder
 
     def _flows(self) -> int:
