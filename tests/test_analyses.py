@@ -163,11 +163,12 @@ def test_top_denied_sources_and_destinations() -> None:
         {"verdict": "DROPPED", "drop_reason": "STALE_OR_UNROUTABLE_IP", **pod("src", "x")},
         {"verdict": "FORWARDED", **pod("src", "y")},
     )
-    assert records(A.top_denied_sources(df)) == [
+    assert records(A.top_denied_sources(df)[["source", "flows"]]) == [
         ("default/not-frontend", 3), ("default/frontend", 2), ("8.8.8.8", 1), ("world", 1)]
-    assert records(A.top_denied_sources(df, top=2)) == [
+    assert records(A.top_denied_sources(df, top=2)[["source", "flows"]]) == [
         ("default/not-frontend", 3), ("default/frontend", 2)]
-    assert records(A.top_denied_destinations(df)) == [("default/backend", 6), ("default/db", 1)]
+    assert records(A.top_denied_destinations(df)[["destination", "flows"]]) == [
+        ("default/backend", 6), ("default/db", 1)]
 
 
 def test_policy_verdicts_by_direction_match_and_action() -> None:
@@ -317,7 +318,9 @@ def test_lab_top_denied_sources(lab: pd.DataFrame) -> None:
     denied = lab[(lab["verdict"] == "DROPPED") & (lab["drop_reason"] == "POLICY_DENIED")]
     names = denied["src_namespace"].astype(str) + "/" + denied["src_pod"].astype(str)
     got = A.top_denied_sources(lab)
-    assert dict(records(got)) == names.value_counts().to_dict()
+    assert dict(records(got[["source", "flows"]])) == names.value_counts().to_dict()
+    firsts = denied.groupby(names)["time"].min()
+    assert got.set_index("source")["first"].to_dict() == firsts.to_dict()
     assert got["source"].iloc[0].startswith("default/not-frontend-")
 
 
@@ -406,3 +409,77 @@ def test_analyses_do_not_change_the_frame(lab: pd.DataFrame) -> None:
     before = lab.copy()
     A.build_report(lab)
     pd.testing.assert_frame_equal(lab, before)
+
+
+# --- the answer --------------------------------------------------------------------------------
+
+def _conn(src: str, t: float, kind: str, **extra: Any) -> dict[str, Any]:
+    """A request of `src` to default/backend:8080 at `t`: delivered (to-endpoint trace), or
+    denied at the backend's ingress (a policy-verdict event and its drop event)."""
+    flow = {"time": t, "protocol": "TCP", "tcp_flags": "SYN", "src_port": 40000, "dst_port": 8080,
+            "traffic_direction": "INGRESS", **pod("src", src), **pod("dst", "backend"), **extra}
+    if kind == "delivered":
+        return {**flow, "verdict": "FORWARDED", "event_type": 4, "event_subtype": 0,
+                "is_reply": False}
+    return {**flow, "verdict": "DROPPED", "drop_reason": "POLICY_DENIED",
+            "drop_reason_code": 133, "event_type": 5 if kind == "verdict" else 1,
+            "policies": "deny (NetworkPolicy)" if kind == "verdict" else None}
+
+
+def _denied(src: str, t: float) -> list[dict[str, Any]]:
+    return [_conn(src, t, "verdict"), _conn(src, t, "drop")]
+
+
+def test_the_answer_says_who_is_denied_since_when_and_whether_it_still_is() -> None:
+    df = frame(_conn("a", 0, "delivered"), *_denied("a", 10), *_denied("a", 20),
+               _conn("a", 30, "delivered"),  # allowed again
+               _conn("b", 5, "delivered"), *_denied("b", 15), *_denied("b", 25),
+               *_denied("c", 12),  # never seen passing
+               _conn("a", 40, "delivered", traffic_direction="EGRESS"),  # another end
+               {"time": 3, "verdict": "DROPPED", "drop_reason": "INVALID_SOURCE_IP",
+                "event_type": 1})
+    found = A.answer(df)
+    denied = found.denied
+    assert records(denied[["source", "destination", "port", "protocol", "direction", "flows",
+                           "status", "reason", "policies"]]) == [
+        ("default/b", "default/backend", 8080, "TCP", "ingress", 4, "still denied",
+         "POLICY_DENIED", "deny (NetworkPolicy)"),
+        ("default/c", "default/backend", 8080, "TCP", "ingress", 2, "still denied",
+         "POLICY_DENIED", "deny (NetworkPolicy)"),
+        ("default/a", "default/backend", 8080, "TCP", "ingress", 4, "allowed again",
+         "POLICY_DENIED", "deny (NetworkPolicy)")]
+
+    def t(seconds: float) -> pd.Timestamp:
+        return T0 + pd.Timedelta(seconds=seconds)
+
+    assert records(denied[["first", "last", "since", "allowed_before", "allowed_again"]]) == [
+        (t(15), t(25), t(15), t(5), pd.NaT), (t(12), t(12), t(12), pd.NaT, pd.NaT),
+        (t(10), t(20), t(10), t(0), t(30))]
+    assert records(found.changes[["source", "change", "at", "before"]]) == [
+        ("default/a", "denied", t(10), t(0)), ("default/b", "denied", t(15), t(5)),
+        ("default/a", "allowed again", t(30), t(20))]
+    assert (found.verdict_events, found.drop_events, found.counted_twice) == (5, 5, True)
+    assert records(found.other_drops) == [("INVALID_SOURCE_IP", 1)]
+
+
+def test_the_answer_of_hubble_text_matches_its_jsonpb(lab: pd.DataFrame) -> None:
+    """Text prints no drop reason on policy-verdict lines and no direction on drop lines or
+    traces: they come from the same packet's other event and the trace point."""
+    text = A.answer(flowlens.read(SAMPLES / "lab.compact.txt"))
+    full = A.answer(lab)
+    keys = ["source", "destination", "port", "protocol", "direction", "flows", "status",
+            "reason"]
+    assert records(text.denied[keys]) == records(full.denied[keys])
+    assert records(text.changes[["source", "change"]]) == records(full.changes[["source",
+                                                                                  "change"]])
+    assert (text.verdict_events, text.drop_events) == (full.verdict_events, full.drop_events)
+
+
+def test_top_denied_sources_over_time(lab: pd.DataFrame) -> None:
+    buckets = A.time_buckets(lab["time"].min(), lab["time"].max(), pd.Timedelta("1min"))
+    got = A.denied_sources_over_time(lab, buckets, top=1)
+    top = A.top_denied_sources(lab, top=1)
+    assert list(got.columns) == ["time", top["source"].iloc[0]]
+    assert int(got[top["source"].iloc[0]].sum()) == int(top["flows"].iloc[0])
+    first_bucket = got.loc[got.iloc[:, 1] > 0, "time"].iloc[0]
+    assert first_bucket == top["first"].iloc[0].floor("1min")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,7 @@ def test_a_text_capture_counts_as_its_jsonpb_and_says_what_it_could_not_carry(
     assert lab_json["input"]["missing"] == []
     text = run(str(SAMPLES / "lab.compact.txt")).stdout
     assert "DROP_REASON_UNKNOWN" not in text
-    header = " ".join(text.split("== ", 1)[0].split())
+    header = " ".join(text.split("== Network", 1)[0].split())
     assert ("Not in the input: - drop reason of policy-verdict events (284 flows): Drop Reason "
             "and the denied pods take the reason of the drop event of the same packet.") in header
 
@@ -270,3 +271,80 @@ def test_an_empty_relay_answer_names_the_relays_time_range(lab_relay: str) -> No
     assert ("the relay holds flows from 2026-07-01 08:00:03.200 to 2026-07-01 08:29:45.881 "
             "UTC") in " ".join(result.stdout.split())
     assert "the input has no flows" not in result.stdout
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\rX\x08|`[a](b)<b>"
+_RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _hostile_report() -> Any:
+    from flowlens import analyses
+    from flowlens.frame import build
+    from flowlens.sources.batch import FlowBatch
+
+    denied = {"verdict": "DROPPED", "drop_reason": "POLICY_DENIED", "drop_reason_code": 133,
+              "event_type": 1, "traffic_direction": "INGRESS", "protocol": "TCP",
+              "src_namespace": "ns", "src_pod": f"pod{HOSTILE}", "dst_namespace": "ns",
+              "dst_pod": "server", "dst_port": 8080, "policies": f"deny{HOSTILE} (Np)"}
+    rows = [
+        {"time": "2026-07-01T08:00:00Z", "verdict": f"FORWARDED{HOSTILE}", "node": f"n{HOSTILE}",
+         "event_type": 4},
+        {**denied, "time": "2026-07-01T08:00:01Z", "node": "plain"},
+        {**denied, "time": "2026-07-01T08:00:02Z", "node": "plain",
+         "drop_reason": f"REASON{HOSTILE}", "drop_reason_code": 999},
+    ]
+    names = sorted({k for r in rows for k in r})
+    batch = FlowBatch(columns={n: [r.get(n) for r in rows] for n in names}, size=len(rows),
+                      lost_events=[])
+    return analyses.build_report(build(batch), sources=[f"in{HOSTILE}"])
+
+
+@pytest.mark.parametrize("fmt", ["text", "md"])
+def test_no_flow_string_reaches_a_terminal_raw(fmt: str) -> None:
+    """Verdict names, drop reasons, pod and node names (column headers of the over-time
+    panels), policies, the input's name and the answer: ESC and CR as tail shows them (^[,
+    \\r), other control characters as \\x.."""
+    from flowlens.render.report_formats import report_chunks
+
+    out = "".join(report_chunks(_hostile_report(), fmt))
+    assert not _RAW_CONTROL.search(out), repr(_RAW_CONTROL.findall(out)[:5])
+    shown = re.sub(r"\\([\\`*_\[\]<>|&#!~])", r"\1", out) if fmt == "md" else out
+    escaped = "^[]0;owned\\x07^[[2J\\rX\\x08|`[a](b)<b>"
+    for where in ("in", "FORWARDED", "n", "pod", "REASON", "deny"):
+        assert where + escaped in shown, where
+    if fmt == "md":  # Markdown and HTML in flow strings stay text
+        assert "|`[a](b)<b>" not in out and r"\|\`\[a\](b)\<b\>" in out
+
+
+def test_every_format_opens_with_the_answer(lab_json: dict[str, Any]) -> None:
+    summary = lab_json["summary"]
+    assert next(iter(lab_json)) == "summary"
+    still, stopped = summary["denied"]
+    assert still["source"].startswith("default/not-frontend-") and still["port"] == 8080
+    assert (still["status"], still["since"][:23], still["reason"], still["policies"]) == (
+        "still denied", "2026-07-01T08:10:05.336", "POLICY_DENIED",
+        "backend-ingress-deny (NetworkPolicy)")
+    assert stopped["source"].startswith("default/frontend-")
+    assert (stopped["status"], stopped["allowed_again"][:23]) == ("allowed again",
+                                                                  "2026-07-01T08:20:01.954")
+    assert [c["change"] for c in summary["changes"]] == ["denied", "denied", "allowed again"]
+    assert summary["denied_flows"] == 568 == lab_json["drop_reasons"]["POLICY_DENIED"]
+    assert (summary["policy_verdict_events"], summary["drop_events"]) == (284, 284)
+    assert summary["counted_twice"] is True
+
+    text = run(LAB).stdout
+    answer = text.index("== Who is denied, by what, since when")
+    assert answer < text.index("INCOMPLETE DATA") < text.index("== Network")
+    assert "still denied, since 08:10:05.336 (forwarded until 08:09:42.331)" in \
+        " ".join(text[answer:].split())
+    assert "counted twice" not in text and "policy-verdict event and as a drop event" in text
+    md = run(LAB, "--format", "md").stdout
+    assert md.index("## Who is denied") < md.index("INCOMPLETE DATA") < md.index("## Network")
+
+
+def test_the_text_report_puts_long_time_tables_last() -> None:
+    titles = [line for line in run(LAB).stdout.splitlines() if line.startswith("== ")]
+    over_time = {p.title for p in PANELS if p.series}
+    kinds = [any(t in line for t in over_time) for line in titles]
+    assert titles[0].startswith("== Who is denied")
+    assert kinds == sorted(kinds) and sum(kinds) == len(over_time)

@@ -176,3 +176,74 @@ def test_plotlyjs_from_the_cdn_makes_a_small_page(tmp_path: Path) -> None:
     assert 'src="https://cdn.plot.ly/plotly-' in text and 'integrity="sha256-' in text
     data = text.split('id="flowlens-charts">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and json.loads(data)
+
+
+_COLORS = """(() => {
+  const plot = id => document.getElementById(id);
+  const traces = id => Object.fromEntries(plot(id).data.map(t => [t.name, t.line.color]));
+  const bars = id => { const t = plot(id).data[0];
+    return Object.fromEntries(t.y.map((label, i) => [label, t.marker.color[i]])); };
+  const rgb = el => getComputedStyle(el).borderLeftColor;
+  const cell = text => [...document.querySelectorAll('#answer td')]
+    .find(td => td.textContent === text);
+  return {
+    verdicts: traces('chart-forwarded_vs_dropped'),
+    reasons_over_time: traces('chart-drop_reasons_over_time'),
+    reasons: bars('chart-drop_reasons'),
+    actions: plot('chart-policy_verdicts').data[0].marker.color,
+    action_labels: plot('chart-policy_verdicts').data[0].y,
+    still: rgb(cell('still denied')), again: rgb(cell('allowed again')),
+  };
+})()"""
+
+# Words (between spaces, hyphens and slashes, where lines may break) that a cell shows on more
+# than one line: "por t", "808 0".
+_BROKEN_WORDS = """(() => {
+  const broken = [];
+  for (const cell of document.querySelectorAll('td, th')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const words = /[^\\s\\-\\/]+/g;
+      let m;
+      while ((m = words.exec(node.data))) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+})()"""
+
+
+def test_the_answer_comes_first_and_every_panel_speaks_one_colour_language(
+        browser: Browser, tmp_path: Path) -> None:
+    out = tmp_path / "lab.html"
+    lab = Path(__file__).resolve().parents[1] / "samples"
+    _write_report(lab / "lab.jsonpb", out, "--policy",
+                  str(lab / "policies" / "backend-ingress-deny.yaml"))
+    page = browser.open(out.as_uri())
+    browser.evaluate(page, _CHARTS)
+    order = browser.evaluate(page, "[...document.querySelectorAll('#answer, .alert, .chart')]"
+                                   ".map(e => e.id || e.className)")
+    assert order[:2] == ["answer", "alert"] and order[2].startswith("chart-")
+    headline = browser.evaluate(page, "document.querySelector('#answer .headline').innerText")
+    assert headline.startswith("2 connections denied by policy between")
+    colors = browser.evaluate(page, _COLORS)
+    red, green = "#c62828", "#2e7d32"
+    assert (colors["verdicts"]["DROPPED"], colors["verdicts"]["FORWARDED"]) == (red, green)
+    assert colors["reasons"]["POLICY_DENIED"] == colors["reasons_over_time"]["POLICY_DENIED"] \
+        == red
+    for reason, color in colors["reasons"].items():  # a reason keeps its colour everywhere
+        assert colors["reasons_over_time"][reason] == color
+    assert len(set(colors["reasons"].values())) == len(colors["reasons"])
+    actions = dict(zip(colors["action_labels"], colors["actions"], strict=True))
+    assert all(c == red for label, c in actions.items() if label.endswith("dropped"))
+    assert all(c == green for label, c in actions.items() if label.endswith("forwarded"))
+    assert (colors["still"], colors["again"]) == ("rgb(198, 40, 40)", "rgb(46, 125, 50)")
+    assert browser.evaluate(page, _BROKEN_WORDS) == []
+    assert page.errors() == []
+    browser.screenshot(page, ARTIFACTS / "report-answer.png")

@@ -11,9 +11,12 @@ that panel's metric does (../shared/spec/dashboards.md); its docstring names the
     'default/not-frontend-7db9747986-gktg6'
 """
 
+from flowlens.analyses.answer import Answer, answer
 from flowlens.analyses.buckets import Buckets, choose_bucket, parse_bucket, time_buckets
 from flowlens.analyses.coverage import missing_fields
 from flowlens.analyses.drops import (
+    denied_destinations_over_time,
+    denied_sources_over_time,
     drop_reasons,
     drop_reasons_over_time,
     policy_verdicts,
@@ -46,7 +49,8 @@ from flowlens.analyses.unanswered import (
 )
 
 __all__ = [
-    "PANELS", "POLICY_PANELS", "Buckets", "Report", "build_report", "choose_bucket", "dns_errors",
+    "PANELS", "POLICY_PANELS", "Answer", "Buckets", "Report", "answer", "build_report",
+    "choose_bucket", "denied_destinations_over_time", "denied_sources_over_time", "dns_errors",
     "dns_queries_without_response", "drop_reasons", "drop_reasons_over_time",
     "echo_requests_without_reply", "flows_by_node", "flows_by_type", "forwarded_vs_dropped",
     "http_latency", "http_requests", "http_responses", "http_success_rate", "lost_events",

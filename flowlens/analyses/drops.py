@@ -14,16 +14,18 @@ import pandas as pd
 
 from flowlens.analyses.buckets import Buckets, buckets_of
 from flowlens.analyses.labels import (
+    SIDE_NAMES,
     add_up,
     count,
-    count_by_peer,
     drop_reason_name,
     endpoint,
     given,
     is_,
     objects,
     peer_columns,
+    peer_names,
     rows,
+    sort_largest,
 )
 from flowlens.analyses.traffic import over_time
 
@@ -67,25 +69,33 @@ def _reason_codes(df: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
     codes = df["drop_reason_code"].to_numpy(dtype=np.int64, na_value=-1)
     missing = _reasonless(df, keep)  # none in jsonpb: the pairing below is for text
     if missing.any():
-        donors = keep & is_(df, "event_type", 1) & (codes >= 0)
-        asks = pd.DataFrame({"time": df["time"].to_numpy()[missing],
-                             "packet": _packet_keys(df, missing),
-                             "row": np.flatnonzero(missing)}).sort_values("time")
-        known = pd.DataFrame({"time": df["time"].to_numpy()[donors],
-                              "packet": _packet_keys(df, donors),
-                              "code": codes[donors]}).sort_values("time")
-        found = pd.merge_asof(asks, known, on="time", by="packet", direction="nearest",
-                              tolerance=_SAME_PACKET)
+        donor = same_packet(df, missing, keep & is_(df, "event_type", 1) & (codes >= 0))
         codes = codes.copy()
-        codes[found["row"].to_numpy()] = found["code"].fillna(-1).to_numpy(dtype=np.int64)
+        codes[missing] = np.where(donor >= 0, codes[np.maximum(donor, 0)], -1)
     return codes[keep]
+
+
+def same_packet(df: pd.DataFrame, asks: np.ndarray, donors: np.ndarray) -> np.ndarray:
+    """For each `asks` row (in row order), the row of the nearest `donors` flow of the same
+    packet (same peers, ports and protocol, within a second), or -1: a policy-verdict event and
+    the drop event of one denied packet."""
+    left = pd.DataFrame({"time": df["time"].to_numpy()[asks], "packet": _packet_keys(df, asks),
+                         "ask": np.arange(int(np.count_nonzero(asks)))}).sort_values("time")
+    right = pd.DataFrame({"time": df["time"].to_numpy()[donors],
+                          "packet": _packet_keys(df, donors),
+                          "donor": np.flatnonzero(donors)}).sort_values("time")
+    found = pd.merge_asof(left, right, on="time", by="packet", direction="nearest",
+                          tolerance=_SAME_PACKET)
+    out = np.full(len(left), -1, dtype=np.int64)
+    out[found["ask"].to_numpy()] = found["donor"].fillna(-1).to_numpy(dtype=np.int64)
+    return out
 
 
 def _packet_keys(df: pd.DataFrame, keep: np.ndarray) -> list[str]:
     """Peers, ports and protocol of the kept flows, one string each."""
     flows = rows(df, keep, [*peer_columns("src"), *peer_columns("dst"), "src_port",
                             "dst_port", "protocol"])
-    parts = [endpoint(flows, "src"), endpoint(flows, "dst")]
+    parts = [objects(endpoint(flows, "src")), objects(endpoint(flows, "dst"))]
     parts += [objects(flows[c]) for c in ("src_port", "dst_port", "protocol")]
     return ["|".join(map(str, p)) for p in zip(*parts, strict=True)]
 
@@ -120,22 +130,60 @@ def drop_reasons_over_time(df: pd.DataFrame, buckets: Buckets | None = None) -> 
 
 
 def _policy_denied(df: pd.DataFrame, side: str) -> pd.DataFrame:
-    flows = dropped(df, peer_columns(side))
-    return flows[(flows["reason"] == "POLICY_DENIED").to_numpy()]
+    """The time and the `side` peer's name (column `source`/`destination`) of every DROPPED
+    flow with reason POLICY_DENIED."""
+    flows = dropped(df, ["time", *peer_columns(side)])
+    flows = flows[(flows["reason"] == "POLICY_DENIED").to_numpy()]
+    return pd.DataFrame({SIDE_NAMES[side]: peer_names(flows, side), "time": flows["time"].array})
+
+
+def _top_denied(df: pd.DataFrame, side: str, top: int) -> pd.DataFrame:
+    return _tops(_policy_denied(df, side), SIDE_NAMES[side], top)
+
+
+def _tops(flows: pd.DataFrame, peer: str, top: int) -> pd.DataFrame:
+    counted = flows.groupby(peer, sort=True, observed=True).agg(
+        flows=("time", "size"), first=("time", "min"), last=("time", "max")).reset_index()
+    return sort_largest(counted.astype({peer: object}), "flows", [peer]).head(top)
 
 
 def top_denied_sources(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """Network Policy > **Top 10 Source Pods with Denied Packets**:
     `topk(10, sum(rate(hubble_drop_total{reason="POLICY_DENIED"}[1m])) by (source))` — DROPPED
     flows with reason POLICY_DENIED by source `namespace/pod` (peers without a pod by reserved
-    identity name, else IP). Columns: source, flows."""
-    return count_by_peer(_policy_denied(df, "src"), ["src"]).head(top)
+    identity name, else IP), with the first and last of them. Columns: source, flows, first,
+    last."""
+    return _top_denied(df, "src", top)
 
 
 def top_denied_destinations(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """Network Policy > **Top 10 Destination Pods with Denied Packets**: the same by
-    destination. Columns: destination, flows."""
-    return count_by_peer(_policy_denied(df, "dst"), ["dst"]).head(top)
+    destination. Columns: destination, flows, first, last."""
+    return _top_denied(df, "dst", top)
+
+
+def _denied_over_time(df: pd.DataFrame, side: str, buckets: Buckets | None,
+                      top: int) -> pd.DataFrame:
+    peer = SIDE_NAMES[side]
+    flows = _policy_denied(df, side)
+    tops = _tops(flows, peer, top)[peer].tolist()
+    names = flows[peer].cat.set_categories(tops)  # the others are NA: not drawn
+    return over_time(flows["time"], pd.Series(names), buckets or buckets_of(df))
+
+
+def denied_sources_over_time(df: pd.DataFrame, buckets: Buckets | None = None,
+                             top: int = 10) -> pd.DataFrame:
+    """**Top 10 Source Pods with Denied Packets** as the dashboard draws it, over time: the
+    `top` sources' POLICY_DENIED drops per time bucket (the top over the whole window; Grafana
+    picks the top at each step). Columns: time, then one per source."""
+    return _denied_over_time(df, "src", buckets, top)
+
+
+def denied_destinations_over_time(df: pd.DataFrame, buckets: Buckets | None = None,
+                                  top: int = 10) -> pd.DataFrame:
+    """**Top 10 Destination Pods with Denied Packets** over time: the same by destination.
+    Columns: time, then one per destination."""
+    return _denied_over_time(df, "dst", buckets, top)
 
 
 def policy_verdicts(df: pd.DataFrame) -> pd.DataFrame:

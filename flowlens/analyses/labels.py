@@ -26,7 +26,7 @@ DNS_RCODES: dict[int, str] = {0: "No Error", 1: "Format Error", 2: "Server Failu
                               5: "Query Refused"}
 
 _PEER_PARTS = ("namespace", "pod", "identity", "ip")
-PEER_SIDES = ("src", "dst")
+SIDE_NAMES = {"src": "source", "dst": "destination"}  # a peer's column in a panel
 
 
 def is_(df: pd.DataFrame, column: str, *values: Any) -> np.ndarray:
@@ -99,18 +99,20 @@ def given(value: Any) -> bool:
     return value is not None and not pd.isna(value) and value != ""
 
 
-def endpoint(frame: pd.DataFrame, side: str) -> np.ndarray:
+def endpoint(frame: pd.DataFrame, side: str) -> pd.Series:
     """Who one side of each flow is, to pair a packet with another: its IP, or `namespace/pod`
     where the input names the pod instead (hubble's text prints names). `frame` has the side's
     peer columns."""
-    ips = objects(frame[f"{side}_ip"])
-    unnamed = np.flatnonzero(frame[f"{side}_ip"].isna().to_numpy())
-    if len(unnamed):
-        namespaces = objects(frame[f"{side}_namespace"].iloc[unnamed])
-        pods = objects(frame[f"{side}_pod"].iloc[unnamed])
-        ips[unnamed] = [f"{ns}/{pod}" if given(pod) else None
-                        for ns, pod in zip(namespaces, pods, strict=True)]
-    return ips
+    ips = frame[f"{side}_ip"]
+    unnamed = np.flatnonzero(ips.isna().to_numpy())
+    if not len(unnamed):
+        return ips
+    out = objects(ips)
+    namespaces = objects(frame[f"{side}_namespace"].iloc[unnamed])
+    pods = objects(frame[f"{side}_pod"].iloc[unnamed])
+    out[unnamed] = [f"{ns}/{pod}" if given(pod) else None
+                    for ns, pod in zip(namespaces, pods, strict=True)]
+    return pd.Series(out, index=frame.index)
 
 
 def objects(values: pd.Series) -> np.ndarray:
@@ -122,29 +124,33 @@ def objects(values: pd.Series) -> np.ndarray:
     return out
 
 
+def row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One small int per row, equal for rows with equal values in `columns` (NA is a value)."""
+    key = np.zeros(len(frame), dtype=np.int64)
+    for column in columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes, size = values.cat.codes.to_numpy(), len(values.cat.categories)
+        else:
+            codes, uniques = pd.factorize(values)
+            size = len(uniques)
+        _, key = np.unique(key * (size + 1) + codes.astype(np.int64) + 1, return_inverse=True)
+    return key.reshape(-1)
+
+
+def peer_names(frame: pd.DataFrame, side: str) -> pd.Categorical:
+    """`peer_name` of each row's `side` (a frame with its peer columns), computed once per
+    distinct peer."""
+    columns = peer_columns(side)
+    _, first, which = np.unique(row_keys(frame, columns), return_index=True,
+                                return_inverse=True)
+    named = [peer_name(*peer) for peer in frame[columns].iloc[first].itertuples(index=False)]
+    names, name_of = np.unique(np.asarray(named, dtype=object), return_inverse=True)
+    return pd.Categorical.from_codes(name_of[which.reshape(-1)], categories=pd.Index(names))
+
+
 def peer_columns(side: str) -> list[str]:
     return [f"{side}_{part}" for part in _PEER_PARTS]
-
-
-def count_by_peer(frame: pd.DataFrame, sides: Sequence[str], by: Sequence[str] = (),
-                  name: str = "flows") -> pd.DataFrame:
-    """Rows per peer (a `source` / `destination` column per side) and per `by`, largest
-    first. Counts per raw peer columns first, then names each distinct peer."""
-    raw = [c for side in sides for c in peer_columns(side)]
-    counted = count(frame, [*raw, *by], name)
-    out_names = [_SIDE_NAMES[s] for s in sides]
-    named = pd.DataFrame({
-        out: [peer_name(*parts) for parts in zip(*(counted[c] for c in peer_columns(side)),
-                                                  strict=True)]
-        for out, side in zip(out_names, sides, strict=True)
-    }, dtype=object)
-    for column in by:
-        named[column] = counted[column].to_numpy()
-    named[name] = counted[name].to_numpy()
-    return add_up(named, [*out_names, *by], name)
-
-
-_SIDE_NAMES = {"src": "source", "dst": "destination"}
 
 
 def flow_type(event_type: Any) -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from flowlens import filters as _filters
 from flowlens.analyses import drops, l7, lost, traffic, unanswered
+from flowlens.analyses.answer import Answer, answer
 from flowlens.analyses.buckets import Buckets, window_buckets
 from flowlens.analyses.coverage import COLUMNS as COVERAGE
 from flowlens.analyses.coverage import missing_fields
@@ -36,7 +37,7 @@ class PanelSpec:
     title: str
     section: str
     compute: Callable[..., pd.DataFrame]
-    takes: Literal["buckets", "top", "frame", "policy"]
+    takes: Literal["buckets", "buckets_top", "top", "frame", "policy"]
     counts: str
     series: str = ""  # over-time panels: what their columns after `time` are
     # Pairs asks with answers: computed over every flow read, counting the selected ones
@@ -61,6 +62,15 @@ PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("top_denied_destinations", "Top Destination Pods with Denied Packets",
               "Network Policy", drops.top_denied_destinations, "top",
               "DROPPED flows with reason POLICY_DENIED by destination pod (hubble_drop_total)"),
+    PanelSpec("denied_sources_over_time", "Top Source Pods with Denied Packets over time",
+              "Network Policy", drops.denied_sources_over_time, "buckets_top",
+              "DROPPED flows with reason POLICY_DENIED of the top source pods per time bucket "
+              "(hubble_drop_total)", "source"),
+    PanelSpec("denied_destinations_over_time",
+              "Top Destination Pods with Denied Packets over time", "Network Policy",
+              drops.denied_destinations_over_time, "buckets_top",
+              "DROPPED flows with reason POLICY_DENIED of the top destination pods per time "
+              "bucket (hubble_drop_total)", "destination"),
     PanelSpec("policy_verdicts", "Policy verdicts by direction, match and action",
               "Network Policy", drops.policy_verdicts, "frame",
               "policy-verdict events (those from the host identity excluded) and L7 events "
@@ -189,6 +199,9 @@ class Report:
     title: str = "flowlens report"
     # What the input could not carry (hubble's text formats), and which panels that changes.
     missing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COVERAGE))
+    # Who is denied, by what, since when, still: what every format opens with (None for a
+    # policy check alone).
+    answer: Answer | None = None
 
     @cached_property
     def policy_panels(self) -> tuple[Panel, ...]:
@@ -259,7 +272,7 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     checked = None if policies is None else _check_policies(chosen, policies, named_ports)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
                   traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
-                  missing_fields(chosen))
+                  missing_fields(chosen), answer(chosen) if panels else None)
 
 
 def _covered(since: pd.Timestamp | None, until: pd.Timestamp | None,
@@ -286,6 +299,8 @@ def _compute(spec: PanelSpec, df: pd.DataFrame, buckets: Buckets, top: int,
         return spec.compute(every, *args, selected=selected)
     if spec.takes == "buckets":
         return spec.compute(df, buckets)
+    if spec.takes == "buckets_top":
+        return spec.compute(df, buckets, top)
     if spec.takes == "top":
         return spec.compute(df, top)
     return spec.compute(df)

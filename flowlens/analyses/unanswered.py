@@ -25,7 +25,7 @@ from flowlens.analyses.labels import (
     endpoint,
     is_,
     peer_columns,
-    peer_name,
+    peer_names,
     rows,
     sort_largest,
     tcp_flag_labels,
@@ -49,8 +49,8 @@ def unanswered(asks: pd.DataFrame, answers: pd.DataFrame, keys: Sequence[str],
         **{asked: ("time", "size"), "first": ("time", "min"), "last": ("time", "max")},
         **{c: (c, "first") for c in _PEERS if c not in keys}).reset_index()
     out = pd.DataFrame({
-        "source": _names(per_key, "src"),
-        "destination": _names(per_key, "dst"),
+        "source": np.asarray(peer_names(per_key, "src"), dtype=object),
+        "destination": np.asarray(peer_names(per_key, "dst"), dtype=object),
         **{c: per_key[c].to_numpy() for c in shown},
         "keys": 1,
         asked: per_key[asked].to_numpy(),
@@ -89,11 +89,6 @@ def _answered_in_time(asks: pd.DataFrame, answers: pd.DataFrame, keys: Sequence[
 def _plain(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Key columns as plain objects, so keys read from different columns compare equal."""
     return frame[list(keys)].astype(object).reset_index(drop=True)
-
-
-def _names(frame: pd.DataFrame, side: str) -> list[str]:
-    return [peer_name(*parts) for parts in zip(*(frame[c] for c in peer_columns(side)),
-                                               strict=True)]
 
 
 def flows_with_ends(df: pd.DataFrame, keep: np.ndarray, columns: Sequence[str],

@@ -30,8 +30,8 @@ import pyarrow.compute as pc
 from flowlens import _hubble as H
 from flowlens.frame import lost_events
 
-__all__ = ["TIME_FORMATS", "compact", "dict_", "format_time", "table", "table_records",
-           "time_format_name"]
+__all__ = ["TIME_FORMATS", "compact", "dict_", "escape_text", "format_time", "table",
+           "table_records", "time_format_name"]
 
 # A column of strings being built: a pyarrow string array, null where the value is missing.
 Texts = Any
@@ -71,7 +71,7 @@ def _lookup(values: pd.Series, render: Callable[[Any], Any]) -> tuple[list[Any],
 def _per_value(values: pd.Series, render: Callable[[Any], str | None]) -> Texts:
     """render(value), escaped, for every row, called once per distinct value; None gives null."""
     rendered, rows = _lookup(values, render)
-    return pa.array([None if r is None else _escape_one(r) for r in rendered],
+    return pa.array([None if r is None else escape_text(r) for r in rendered],
                     pa.string()).take(rows)
 
 
@@ -102,7 +102,9 @@ def _escape(records: Texts) -> Texts:
     return pc.replace_substring(pc.replace_substring(records, "\x1b", "^["), "\r", "\\r")
 
 
-def _escape_one(record: str) -> str:
+def escape_text(record: str) -> str:
+    """One string neutralised as hubble does a record: every text output of a flow string
+    (tail, reports) uses it."""
     return record.replace("\x1b", "^[").replace("\r", "\\r")
 
 
@@ -388,7 +390,7 @@ def compact(df: pd.DataFrame, *, time_format: str = "StampMilli", node_name: boo
     """`hubble observe -o compact`: one line per record, "\\n" included; `color`: as with
     `--color always` (lost events stay uncoloured, as hubble prints them)."""
     lines = _compact_lines(df, time_format, node_name, policy_names, numeric, color)
-    lost = [(position, _escape_one(_compact_lost_line(parts)))
+    lost = [(position, escape_text(_compact_lost_line(parts)))
             for position, parts in _lost_events(df, time_format)]
     return _interleave(lines.to_pylist(), lost)
 
@@ -445,7 +447,7 @@ def _lost_cells(parts: dict[str, str], node_name: bool) -> dict[str, str]:
         "VERDICT": "-",
         "SUMMARY": f"{parts['cpu']} - {parts['count']}{parts['window']}",
     }
-    return {heading: _escape_one(cell) for heading, cell in cells.items()}
+    return {heading: escape_text(cell) for heading, cell in cells.items()}
 
 
 _DICT_SEPARATOR = "------------\n"

@@ -8,15 +8,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from flowlens.analyses.answer import STILL_DENIED
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Panel, Report
+from flowlens.render.hubble import escape_text
 
 PERCENT_COLUMNS = frozenset({"success_rate"})
-# Control characters (ESC, CR, ...) from flow data would drive the terminal: shown escaped.
+# Control characters from flow data would drive the terminal. ESC and CR are escaped as `tail`
+# (and hubble) escape them; a report also shows every other one as \x.. (BEL, backspace, ...).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -38,8 +42,9 @@ def short_time(value: pd.Timestamp | None) -> str:
 
 
 def visible(text: str) -> str:
-    """Control characters as \\x.. escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """A flow string safe on a terminal: ESC and CR as `tail` shows them (^[, \\r), any other
+    control character as a \\x.. escape."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escape_text(text))
 
 
 def cell(value: Any, column: str) -> str:
@@ -109,7 +114,7 @@ def held_text(report: Report) -> str:
 
 def input_text(report: Report) -> str:
     given = report.input
-    sources = ", ".join(visible(s) for s in given.sources) or "hubble-relay"
+    sources = ", ".join(given.sources) or "hubble-relay"
     if _from_relay(report):
         return f"{sources}: {given.flows:,} flows sent; it holds {held_text(report)}"
     return f"{sources}: {given.flows:,} flows, {held_text(report)}"
@@ -132,7 +137,7 @@ def header_facts(report: Report) -> list[tuple[str, str]]:
     """(label, value) lines of every report's header."""
     facts = [("input", input_text(report))]
     if report.input.filters:
-        facts.append(("filters", visible(" ".join(report.input.filters))))
+        facts.append(("filters", " ".join(report.input.filters)))
     facts += [
         ("window", window_text(report)),
         ("anchor", anchor_text(report)),
@@ -144,7 +149,7 @@ def header_facts(report: Report) -> list[tuple[str, str]]:
 
     if report.policy is not None:
         facts.append(("policies", ", ".join(report.policy.policies.titles())))
-    return facts
+    return [(label, visible(value)) for label, value in facts]
 
 
 MISSING_TITLE = "Not in the input"
@@ -179,11 +184,109 @@ def empty_notice(report: Report) -> str | None:
     return f"No flows match; {where}."
 
 
+def line_panels(report: Report) -> list[Panel]:
+    """The panels in the order a reader scrolls a text report: the tables first, the long
+    over-time ones last."""
+    panels = report.all_panels
+    return [p for p in panels if not p.spec.series] + [p for p in panels if p.spec.series]
+
+
 def document(report: Report, header: Callable[[Report], list[str]],
              panel_lines: Callable[[Panel], list[str]]) -> str:
-    """A line-based report: the header, then every panel unless the window held nothing."""
+    """A line-based report: the header (the answer in it), then every panel unless the window
+    held nothing."""
     lines = header(report)
     if report.flows or report.lost_events:
-        for panel in report.all_panels:
+        for panel in line_panels(report):
             lines += panel_lines(panel)
     return "\n".join(lines) + "\n"
+
+
+# --- the answer ------------------------------------------------------------------------------
+
+ANSWER_TITLE = "Who is denied, by what, since when"
+
+
+@dataclass(frozen=True)
+class AnswerText:
+    """The answer as sentences (raw text: each format escapes it): a headline, one sentence
+    per denied connection end (the first `top`; `more` not shown), one per change, notes."""
+
+    headline: str
+    denied: list[str]
+    more: int
+    changes: list[str]
+    more_changes: int
+    notes: list[str]
+
+
+def connection_text(row: Any) -> str:
+    """`source → destination:port/protocol (direction)` of an answer row."""
+    port = "" if row.port is None or pd.isna(row.port) else f":{int(row.port)}"
+    protocol = f"/{row.protocol}" if isinstance(row.protocol, str) else ""
+    return f"{row.source} → {row.destination}{port}{protocol} ({row.direction})"
+
+
+def _denied_sentence(row: Any, at: Callable[[Any], str]) -> str:
+    by = f"{row.reason} by {row.policies}" if row.policies else str(row.reason)
+    before = (f" (forwarded until {at(row.allowed_before)})"
+              if not pd.isna(row.allowed_before) else "")
+    if row.status == STILL_DENIED:
+        when = f"still denied, since {at(row.since)}{before}, last at {at(row.last)}"
+    else:
+        when = (f"denied from {at(row.since)} to {at(row.last)}{before}, allowed again at "
+                f"{at(row.allowed_again)}")
+    return f"{connection_text(row)}: {when}; {row.flows:,} flows; {by}."
+
+
+def _change_sentence(row: Any, at: Callable[[Any], str]) -> str:
+    was = "forwarded" if row.change == "denied" else "denied"
+    return f"{at(row.at)}: {connection_text(row)} {row.change} ({was} until {at(row.before)})."
+
+
+def clock(report: Report) -> Callable[[Any], str]:
+    """How the answer writes a time: the time of day when the window lies within one UTC day
+    (the header gives the date), else the date too."""
+    w = report.window
+    one_day = (w.since is not None and w.until is not None
+               and w.since.tz_convert("UTC").date() == w.until.tz_convert("UTC").date())
+    return (lambda t: short_time(t)[11:]) if one_day else short_time
+
+
+def answer_text(report: Report) -> AnswerText | None:
+    """The answer every format opens with; None without one (a policy check, no flows)."""
+    found = report.answer
+    if found is None or not report.flows:
+        return None
+    denied = found.denied
+    still = int((denied["status"] == STILL_DENIED).sum())
+    if len(denied):
+        headline = (f"{len(denied):,} connection{'s' * (len(denied) != 1)} denied by policy "
+                    f"between {short_time(report.window.since)} and "
+                    f"{short_time(report.window.until)} UTC; {still:,} still denied at the end "
+                    "of the window.")
+    else:
+        headline = "No connection was denied by policy in this window."
+    shown = denied.head(report.top)
+    notes = []
+    if found.counted_twice:
+        notes.append(f"A denied packet usually shows twice, as a policy-verdict event and as a "
+                     f"drop event ({found.verdict_events:,} and {found.drop_events:,} here): "
+                     "flow counts, like hubble_drop_total, count both.")
+    if len(found.other_drops):
+        others = ", ".join(f"{r} {n:,}" for r, n in found.other_drops.itertuples(index=False))
+        notes.append(f"Dropped for other reasons: {others} (see Drop Reason).")
+    changes = found.changes.head(report.top)
+    at = clock(report)
+    return AnswerText(headline,
+                      [_denied_sentence(r, at) for r in shown.itertuples(index=False)],
+                      len(denied) - len(shown),
+                      [_change_sentence(r, at) for r in changes.itertuples(index=False)],
+                      len(found.changes) - len(changes), notes)
+
+
+def caveats(report: Report) -> list[str]:
+    """What to keep in mind when reading the numbers: losses, a window the input only partly
+    covers, an empty window."""
+    return [n for n in (lost_warning(report), coverage_notice(report), empty_notice(report))
+            if n]

@@ -22,10 +22,13 @@ import orjson
 import pandas as pd
 import plotly.offline
 
+from flowlens import _hubble as H
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    ANSWER_TITLE,
     MISSING_TITLE,
+    answer_text,
     coverage_notice,
     empty_notice,
     header_facts,
@@ -42,31 +45,80 @@ PLOTLYJS_CHOICES: tuple[str, ...] = ("inline", "cdn")
 CDN = "https://cdn.plot.ly"
 _LABEL_LIMIT = 60  # characters of a chart label; the table has the whole value
 
-_RED, _BLUE, _ORANGE, _GREY = "#c62828", "#1f77b4", "#ef6c00", "#607d8b"
-VERDICT_COLORS = {"FORWARDED": "#2e7d32", "DROPPED": _RED, "AUDIT": "#f9a825",
-                  "REDIRECTED": "#1565c0", "ERROR": "#6a1b9a", "TRACED": _GREY,
-                  "TRANSLATED": _GREY}
+# One meaning per colour in every chart and table: red is dropped, denied or would break; green
+# forwarded or allowed; each other verdict, outcome and drop reason has a colour of its own.
+_RED, _GREEN, _BLUE, _ORANGE, _GREY = "#c62828", "#2e7d32", "#1f77b4", "#ef6c00", "#607d8b"
+_OUTCOME_COLORS = {
+    _RED: ("DROPPED", "dropped", "denied", "DENIED", "would_break", "still denied"),
+    _GREEN: ("FORWARDED", "forwarded", "allowed", "ALLOWED", "newly_allowed", "allowed again"),
+    "#1565c0": ("REDIRECTED", "redirected"),
+    "#f9a825": ("AUDIT", "audit", "AUDITED"),
+    "#6a1b9a": ("ERROR", "error"),
+    _GREY: ("TRACED", "TRANSLATED", "unchanged", "VERDICT_UNKNOWN", "verdict_unknown"),
+    "#8d6e63": ("unknown",),
+}
+OUTCOME_COLORS: dict[str, str] = {word: color for color, words in _OUTCOME_COLORS.items()
+                                  for word in words}
+VERDICT_COLORS = OUTCOME_COLORS  # the name the notebook and older code use
+# Policy drops in reds; every other drop reason a fixed colour from its DropReason number.
+_POLICY_REASON_COLORS = {"POLICY_DENIED": _RED, "POLICY_DENY": "#8e0000",
+                         "AUTH_REQUIRED": "#e57373"}
+_REASON_PALETTE = ("#ef6c00", "#6a1b9a", "#00838f", "#5d4037", "#ad1457", "#283593",
+                   "#9e9d24", "#00695c", "#4527a0", "#78909c")
+_REASON_NUMBERS = {name: code for code, (name, _) in H.DROP_REASONS.items()}
+# Lines of one kind (denied pods) in shades of their colour, so that each stays apart.
+_RED_SHADES = ("#c62828", "#e57373", "#8e0000", "#ef9a9a", "#d32f2f", "#b71c1c", "#ff8a80",
+               "#c2185b", "#ad1457", "#880e4f")
+_LOST = "#6d4c41"
+# Table columns whose values name an outcome or a drop reason: their cells carry its colour.
+_COLORED_COLUMNS = frozenset({"verdict", "action", "change", "status", "observed",
+                              "predicted", "reason"})
+
+
+def reason_color(reason: str) -> str:
+    """The colour of a drop reason, the same in every panel and every report."""
+    if reason in _POLICY_REASON_COLORS:
+        return _POLICY_REASON_COLORS[reason]
+    number = _REASON_NUMBERS.get(reason)
+    if number is None:
+        number = int(reason) if reason.isdigit() else sum(map(ord, reason))
+    return _REASON_PALETTE[number % len(_REASON_PALETTE)]
+
+
+def value_color(column: str, value: Any) -> str | None:
+    """The colour a table cell of `column` carries, if its value has one."""
+    if column not in _COLORED_COLUMNS or not isinstance(value, str):
+        return None
+    if column == "reason":
+        return reason_color(value.split(", ")[0])
+    return OUTCOME_COLORS.get(value)
 
 
 @dataclass(frozen=True)
 class Chart:
     """How a panel is drawn: lines over time, or horizontal bars of `value` per row labelled
-    by the `labels` columns."""
+    by the `labels` columns; `colors` names what colours its lines or bars: the verdict, the
+    drop reason, the outcome in column `by`, or shades of red for denied pods."""
 
     kind: Literal["lines", "bars"]
     labels: tuple[str, ...] = ()
     value: str = "flows"
     color: str = _BLUE
     percent: bool = False
+    colors: Literal["", "outcome", "reason", "denied"] = ""
+    by: str = ""
 
 
 CHARTS: dict[str, Chart] = {
-    "forwarded_vs_dropped": Chart("lines"),
-    "drop_reasons": Chart("bars", ("reason",), color=_RED),
-    "drop_reasons_over_time": Chart("lines"),
+    "forwarded_vs_dropped": Chart("lines", colors="outcome"),
+    "drop_reasons": Chart("bars", ("reason",), colors="reason", by="reason"),
+    "drop_reasons_over_time": Chart("lines", colors="reason"),
     "top_denied_sources": Chart("bars", ("source",), color=_RED),
     "top_denied_destinations": Chart("bars", ("destination",), color=_RED),
-    "policy_verdicts": Chart("bars", ("direction", "match", "action")),
+    "denied_sources_over_time": Chart("lines", colors="denied"),
+    "denied_destinations_over_time": Chart("lines", colors="denied"),
+    "policy_verdicts": Chart("bars", ("direction", "match", "action"), colors="outcome",
+                             by="action"),
     "flows_by_type": Chart("bars", ("type", "subtype")),
     "flows_by_node": Chart("lines"),
     "protocols": Chart("bars", ("protocol",)),
@@ -81,13 +133,13 @@ CHARTS: dict[str, Chart] = {
     "http_requests": Chart("bars", ("method",), "requests"),
     "http_responses": Chart("bars", ("status",), "responses"),
     "http_latency": Chart("bars", ("quantile",), "seconds"),
-    "policy_changes": Chart("bars", ("change",), "connections"),
+    "policy_changes": Chart("bars", ("change",), "connections", colors="outcome", by="change"),
     "policy_would_break": Chart("bars", ("source", "destination", "port", "direction"),
                                 color=_RED),
     "policy_newly_allowed": Chart("bars", ("source", "destination", "port", "direction"),
-                                  color="#2e7d32"),
+                                  color=_GREEN),
     "http_success_rate": Chart("bars", (), "success_rate", percent=True),
-    "lost_events_by_source": Chart("bars", ("source", "node"), "events_lost", _RED),
+    "lost_events_by_source": Chart("bars", ("source", "node"), "events_lost", _LOST),
 }
 
 
@@ -106,18 +158,30 @@ def figure(panel: Panel, bucket: pd.Timedelta | None = None) -> dict[str, Any]:
     `plotly.graph_objects.Figure(figure(panel))`."""
     chart = CHARTS[panel.key]
     if chart.kind == "lines":
-        return _lines(panel, bucket)
+        return _lines(panel.data, chart, bucket)
     return _bars(panel.data, chart)
 
 
-def _lines(panel: Panel, bucket: pd.Timedelta | None) -> dict[str, Any]:
-    data = panel.data
+def _color(chart: Chart, value: Any, n: int) -> str | None:
+    """The colour of the `n`th line or bar, whose series or `by` value is `value`."""
+    if chart.colors == "outcome":
+        return OUTCOME_COLORS.get(str(value))
+    if chart.colors == "reason":
+        return reason_color(str(value))
+    if chart.colors == "denied":
+        return _RED_SHADES[n % len(_RED_SHADES)]
+    return None
+
+
+def _lines(data: pd.DataFrame, chart: Chart, bucket: pd.Timedelta | None) -> dict[str, Any]:
     times = [t.strftime("%Y-%m-%d %H:%M:%S") for t in data["time"]]
-    traces = [{"type": "scatter", "mode": "lines+markers", "marker": {"size": 4},
-               "name": chart_text(column), "x": times, "y": data[column].tolist(),
-               **({"line": {"color": VERDICT_COLORS[str(column)]}}
-                  if panel.key == "forwarded_vs_dropped" and column in VERDICT_COLORS else {})}
-              for column in data.columns[1:]]
+    traces = []
+    for n, column in enumerate(data.columns[1:]):
+        color = _color(chart, column, n)
+        traces.append({"type": "scatter", "mode": "lines+markers", "marker": {"size": 4},
+                       "name": chart_text(column), "x": times, "y": data[column].tolist(),
+                       **({"line": {"color": color}, "marker": {"size": 4, "color": color}}
+                          if color else {})})
     per = f" per {duration_text(bucket)}" if bucket is not None else ""
     return {"data": traces, "layout": _layout({
         "xaxis": {"title": {"text": "time (UTC)"}, "type": "date"},
@@ -134,8 +198,11 @@ def _bars(data: pd.DataFrame, chart: Chart) -> dict[str, Any]:
                             "rangemode": "tozero"}
     if chart.percent:
         axis.update(tickformat=".0%", range=[0, 1])
+    colors: Any = chart.color
+    if chart.by:
+        colors = [_color(chart, v, n) or chart.color for n, v in enumerate(data[chart.by])]
     return {"data": [{"type": "bar", "orientation": "h", "y": labels, "x": values,
-                      "marker": {"color": chart.color}, "name": chart.value}],
+                      "marker": {"color": colors}, "name": chart.value}],
             "layout": _layout({"xaxis": axis,
                                "yaxis": {"type": "category", "autorange": "reversed",
                                          "automargin": True},
@@ -205,9 +272,12 @@ section { border-top: 1px solid #ddd; padding: 18px 0; }
 .chart { min-height: 160px; }
 table { border-collapse: collapse; margin-top: 8px; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left;
-         overflow-wrap: anywhere; max-width: 520px; }
+         overflow-wrap: break-word; max-width: 520px; }
+th, td.num { white-space: nowrap; }
 th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .none { color: #777; font-style: italic; }
+#answer { border-top: 3px solid #c62828; padding-top: 12px; }
+#answer .headline { font-size: 16px; font-weight: 600; }
 """
 
 
@@ -238,10 +308,19 @@ def _table(frame: pd.DataFrame) -> str:
     columns = [str(c) for c in frame.columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=num" if c in numeric else ""}>{html.escape(v)}</td>'
-                         for c, v in zip(columns, row, strict=True)) + "</tr>"
-        for row in records(frame))
+        "<tr>" + "".join(_cell(c, v, shown, c in numeric)
+                         for c, v, shown in zip(columns, raw, row, strict=True)) + "</tr>"
+        for raw, row in zip(frame.itertuples(index=False, name=None), records(frame),
+                            strict=True))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(column: str, value: Any, shown: str, numeric: bool) -> str:
+    """A table cell: numbers right-aligned, outcomes and reasons marked with their colour."""
+    color = value_color(column, value)
+    attributes = (' class="num"' if numeric else "") + (
+        f' style="border-left: 5px solid {color}"' if color else "")
+    return f"<td{attributes}>{html.escape(shown)}</td>"
 
 
 def _section(panel: Panel) -> str:
@@ -264,21 +343,49 @@ def _section(panel: Panel) -> str:
 
 
 def _header(report: Report) -> str:
+    """The title and facts, the answer, then the caveats."""
     facts = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>"
                     for label, value in header_facts(report))
-    out = [f'<header><h1>{html.escape(report.title)}</h1><dl class="facts">{facts}</dl>']
-    notes = missing_notes(report)
-    if notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-        out.append(f'<div class="notice"><strong>{MISSING_TITLE}:</strong><ul>{items}</ul></div>')
+    out = [f'<header><h1>{html.escape(report.title)}</h1><dl class="facts">{facts}</dl>',
+           _answer(report)]
     empty = empty_notice(report)
     for warning in (lost_warning(report), coverage_notice(report)):
         if warning:
             out.append(f'<div class="alert" role="alert">{html.escape(warning)}</div>')
     if empty:
         out.append(f'<div class="notice">{html.escape(empty)}</div>')
+    notes = missing_notes(report)
+    if notes:
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+        out.append(f'<div class="notice"><strong>{MISSING_TITLE}:</strong><ul>{items}</ul></div>')
     out.append("</header>")
     return "".join(out)
+
+
+_ANSWER_COLUMNS = ["source", "destination", "port", "protocol", "direction", "status", "since",
+                   "last", "allowed_again", "flows", "reason", "policies"]
+
+
+def _answer(report: Report) -> str:
+    """Who is denied: the headline, a table of the denied connection ends (status coloured),
+    the changes and the notes."""
+    found = answer_text(report)
+    if found is None or report.answer is None:
+        return ""
+    parts = [f'<section id="answer"><h2>{ANSWER_TITLE}</h2>',
+             f'<p class="headline">{html.escape(found.headline)}</p>']
+    denied = report.answer.denied.head(report.top)
+    if len(denied):
+        parts.append(_table(denied[_ANSWER_COLUMNS]))
+    if found.more:
+        parts.append(f'<p class="counts">… and {found.more:,} more (--top, or the JSON '
+                     "summary).</p>")
+    changes = report.answer.changes.head(report.top)
+    if len(changes):
+        parts += ["<h3>Changes in the window</h3>", _table(changes)]
+    parts += [f'<p class="counts">{html.escape(note)}</p>' for note in found.notes]
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _nav(report: Report) -> str:

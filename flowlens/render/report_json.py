@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from flowlens.analyses.answer import Answer
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Report
 from flowlens.policy import PolicyCheck
@@ -49,7 +50,10 @@ def counts(frame: pd.DataFrame, key: str, column: str = "flows") -> dict[str, in
 def document(report: Report) -> dict[str, Any]:
     """The report as one JSON-ready dict."""
     w, given = report.window, report.input
-    doc: dict[str, Any] = {
+    doc: dict[str, Any] = {}
+    if report.answer is not None:
+        doc["summary"] = summary(report.answer)
+    doc |= {
         "window": {"since": iso_time(w.since), "until": iso_time(w.until),
                    "first_flow": iso_time(w.first_flow), "last_flow": iso_time(w.last_flow),
                    "anchor": w.anchor, "anchored_at": iso_time(w.anchored_at),
@@ -76,6 +80,16 @@ def document(report: Report) -> dict[str, Any]:
     doc["panels"] = [{"key": p.key, "title": p.spec.title, "section": p.spec.section,
                       "counts": p.spec.counts} for p in report.panels]
     return doc
+
+
+def summary(answer: Answer) -> dict[str, Any]:
+    """The answer: `denied` (per connection end denied by policy), `changes` (where an end
+    flipped), how denied packets count and the drops that are not policy denials."""
+    return {"denied": rows(answer.denied), "changes": rows(answer.changes),
+            "denied_flows": int(answer.denied["flows"].sum()),
+            "policy_verdict_events": answer.verdict_events, "drop_events": answer.drop_events,
+            "counted_twice": answer.counted_twice,
+            "other_drops": counts(answer.other_drops, "reason")}
 
 
 def policy_json(check: PolicyCheck) -> str:

@@ -1,6 +1,7 @@
 """`flowlens report --format md`: the report as Markdown, for a ticket or a pull request.
 
-Every cell is escaped: Markdown and inline HTML from flow data show as the text they are.
+Every string is escaped: control characters as in the text report (a terminal may show the
+file), Markdown and inline HTML from flow data as the text they are.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import pandas as pd
 
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    ANSWER_TITLE,
     MISSING_TITLE,
-    coverage_notice,
+    answer_text,
+    caveats,
     document,
-    empty_notice,
     header_facts,
-    lost_warning,
     missing_notes,
     numeric_columns,
     records,
+    visible,
 )
 
 # CommonMark lets a backslash escape any ASCII punctuation; these are the ones that mean
@@ -28,7 +30,7 @@ _SPECIAL = re.compile(r"([\\`*_\[\]<>|&#!~])")
 
 
 def escape(text: str) -> str:
-    return _SPECIAL.sub(r"\\\1", text.replace("\n", " ").replace("\r", " "))
+    return _SPECIAL.sub(r"\\\1", visible(text))
 
 
 def table(frame: pd.DataFrame) -> list[str]:
@@ -45,14 +47,26 @@ def _row(cells: list[str]) -> str:
 
 
 def header(report: Report) -> list[str]:
+    """The title and facts, the answer, then the caveats."""
     lines = [f"# {escape(report.title)}", ""]
     lines += [f"- **{label}**: {escape(value)}" for label, value in header_facts(report)]
+    found = answer_text(report)
+    if found is not None:
+        lines += ["", f"## {ANSWER_TITLE}", "", escape(found.headline), ""]
+        lines += [f"- {escape(s)}" for s in found.denied]
+        if found.more:
+            lines.append(f"- … and {found.more:,} more (--top, or the JSON summary)")
+        if found.changes:
+            lines += ["", "Changes in the window:", "", *(f"- {escape(s)}" for s in found.changes)]
+            if found.more_changes:
+                lines.append(f"- … and {found.more_changes:,} more (the JSON summary)")
+        for note in found.notes:
+            lines += ["", escape(note)]
+    for notice in caveats(report):
+        lines += ["", f"> **{escape(notice)}**"]
     notes = missing_notes(report)
     if notes:
         lines += ["", f"**{MISSING_TITLE}:**", "", *(f"- {escape(n)}" for n in notes)]
-    for notice in (lost_warning(report), coverage_notice(report), empty_notice(report)):
-        if notice:
-            lines += ["", f"> **{escape(notice)}**"]
     return lines
 
 

@@ -9,15 +9,16 @@ import pandas as pd
 
 from flowlens.analyses.report import Panel, Report
 from flowlens.render.report_common import (
+    ANSWER_TITLE,
     MISSING_TITLE,
-    coverage_notice,
+    answer_text,
+    caveats,
     document,
-    empty_notice,
     header_facts,
-    lost_warning,
     missing_notes,
     numeric_columns,
     records,
+    visible,
 )
 
 WIDTH = 100
@@ -29,7 +30,7 @@ def table(frame: pd.DataFrame, width: int = WIDTH) -> list[str]:
     """A frame as aligned lines no wider than `width`, numbers right-aligned. A table too wide
     for that shows each row as a block of `column  value` lines when it has more than three
     columns, else has its widest text column shortened with '…'."""
-    headers = [str(c) for c in frame.columns]
+    headers = [visible(str(c)) for c in frame.columns]
     cells = records(frame)
     numeric = {i for i, h in enumerate(headers) if h in numeric_columns(frame)}
     widths = _widths(headers, cells)
@@ -49,7 +50,7 @@ def _widths(headers: list[str], cells: list[list[str]]) -> list[int]:
 
 def fits(frame: pd.DataFrame, width: int = WIDTH) -> bool:
     """Whether the frame's table fits `width` without shortening anything."""
-    widths = _widths([str(c) for c in frame.columns], records(frame))
+    widths = _widths([visible(str(c)) for c in frame.columns], records(frame))
     return sum(widths) + len(_GAP) * (len(widths) - 1) <= width
 
 
@@ -93,27 +94,61 @@ def _line(values: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
 
 
 def header(report: Report) -> list[str]:
+    """The title and facts, the answer, then the caveats."""
     facts = header_facts(report)
     indent = max(len(label) for label, _ in facts) + 2
     lines = [report.title, ""]
     for label, value in facts:
         lines += textwrap.wrap(value, WIDTH, initial_indent=label.ljust(indent),
                                subsequent_indent=" " * indent, break_on_hyphens=False)
+    lines += answer_lines(report)
+    for notice in caveats(report):
+        lines += ["", *_wrap(f"!! {visible(notice)}", "   ")]
     notes = missing_notes(report)
     if notes:
         lines += ["", f"{MISSING_TITLE}:"]
         for note in notes:
-            lines += textwrap.wrap(note, WIDTH, initial_indent="- ", subsequent_indent="  ")
-    for notice in (lost_warning(report), coverage_notice(report), empty_notice(report)):
-        if notice:
-            lines += ["", *textwrap.wrap(f"!! {notice}", WIDTH, subsequent_indent="   ")]
+            lines += _bullet(note)
     return lines
+
+
+def answer_lines(report: Report) -> list[str]:
+    found = answer_text(report)
+    if found is None:
+        return []
+    lines = ["", _rule(ANSWER_TITLE), *_wrap(visible(found.headline))]
+    for sentence in found.denied:
+        lines += _bullet(visible(sentence))
+    if found.more:
+        lines += _bullet(f"... and {found.more:,} more (--top, or the JSON summary)")
+    if found.changes:
+        lines += ["Changes in the window:"]
+        for sentence in found.changes:
+            lines += _bullet(visible(sentence))
+        if found.more_changes:
+            lines += _bullet(f"... and {found.more_changes:,} more (the JSON summary)")
+    for note in found.notes:
+        lines += ["", *_wrap(visible(note))]
+    return lines
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, WIDTH, subsequent_indent=indent, break_on_hyphens=False)
+
+
+def _bullet(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent="- ", subsequent_indent="  ",
+                         break_on_hyphens=False)
+
+
+def _rule(title: str) -> str:
+    head = f"== {title} "
+    return head + "=" * max(0, WIDTH - len(head))
 
 
 def panel_lines(panel: Panel) -> list[str]:
     spec = panel.spec
-    title = f"== {spec.section}: {spec.title} "
-    lines = ["", title + "=" * max(0, WIDTH - len(title)), *textwrap.wrap(spec.counts, WIDTH)]
+    lines = ["", _rule(f"{spec.section}: {spec.title}"), *textwrap.wrap(spec.counts, WIDTH)]
     data = panel.data
     if spec.series and not fits(data):
         data = long_form(data, spec.series)
