@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+
+# exec keeps the peak of the image it replaces, and a child starts as a copy of the test
+# process (hundreds of MB late in a run): its own peak would read as at least that. So the
+# command runs as the child of a small launcher, which reports the peak of that child.
+_LAUNCHER = """
+import os, signal, sys, threading
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[3], sys.argv[3:])
+timer = threading.Timer(float(sys.argv[2]), os.kill, (pid, signal.SIGKILL))
+timer.start()
+_, status, usage = os.wait4(pid, 0)
+timer.cancel()
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:  # end as the command ended: by its signal
+    if -code not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+os._exit(code)
+"""
 
 
 def peak_rss_mb(args: Sequence[str], *, timeout: float, stdin: bytes | None = None,
@@ -14,20 +38,23 @@ def peak_rss_mb(args: Sequence[str], *, timeout: float, stdin: bytes | None = No
     """Run `args` to the end (killed after `timeout` seconds); its output as text and its peak
     resident memory in MB, measured by the kernel for that process (`wait4`)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.TemporaryFile() as given:
+            tempfile.TemporaryFile() as given, tempfile.NamedTemporaryFile() as peak:
         given.write(stdin or b"")
         given.seek(0)
-        process = subprocess.Popen(args, stdin=given, stdout=out, stderr=err, env=env)
-        timer = threading.Timer(timeout, process.kill)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, peak.name, str(timeout), *args], stdin=given,
+            stdout=out, stderr=err, env=env, start_new_session=True)
+        # The launcher kills the command after `timeout`; this is for a launcher that hangs.
+        timer = threading.Timer(timeout + 30, os.killpg, (process.pid, signal.SIGKILL))
         timer.start()
         try:
-            _, status, usage = os.wait4(process.pid, 0)
+            process.wait()
         finally:
             timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
+        measured = peak.read().decode()
         out.seek(0)
         err.seek(0)
         run = subprocess.CompletedProcess(args, process.returncode,
                                           out.read().decode("utf-8", "replace"),
                                           err.read().decode("utf-8", "replace"))
-    return run, usage.ru_maxrss / 1024
+    return run, int(measured or 0) / 1024
