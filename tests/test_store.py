@@ -157,6 +157,16 @@ def test_batches_written_without_a_frame_read_back_as_the_frame(source: Path,
     assert sum(len(b.lost_events) for b in batches) == 3
 
 
+def test_files_hold_only_the_values_they_use(lab: pd.DataFrame, tmp_path: Path) -> None:
+    writer = StoreWriter(create_store(tmp_path / "s"))
+    writer.add(F.take(lab, range(10)))  # the frame's categories name every pod of the capture
+    writer.flush()
+    [path] = (tmp_path / "s" / "flows").rglob("*.parquet")
+    pods = pq.read_table(path, columns=["src_pod"]).column("src_pod").chunk(0)
+    used = lab["src_pod"].iloc[:10].dropna().unique()
+    assert len(pods.dictionary) == len(used) < len(lab["src_pod"].cat.categories)
+
+
 @pytest.mark.parametrize("source", [LAB, LAB_TEXT], ids=lambda p: p.name)
 def test_importing_the_same_flows_twice_adds_none(source: Path, tmp_path: Path) -> None:
     store = f"{tmp_path / 'store'}/"

@@ -267,7 +267,7 @@ class StoreWriter:
         for name in (NODE_STATUS, LOST_EVENTS, FLOWS):
             pending = self._pending[name]
             for hour in sorted(pending.parts):
-                table = _sorted(pa.concat_tables(pending.parts[hour]).unify_dictionaries())
+                table = _sorted(_used_only(pa.concat_tables(pending.parts[hour])))
                 for start in range(0, table.num_rows, self.roll_flows):  # at most a roll each
                     written.append(self._write(name, hour, table.slice(start, self.roll_flows)))
                 del pending.parts[hour]
@@ -296,6 +296,20 @@ class StoreWriter:
 def _stamp(ns: int) -> str:
     seconds, nanos = divmod(int(ns), 1_000_000_000)
     return f"{datetime.fromtimestamp(seconds, tz=timezone.utc):%Y%m%dT%H%M%S}.{nanos:09d}Z"
+
+
+def _used_only(table: pa.Table) -> pa.Table:
+    """One chunk per column, dictionaries holding only the values used: a frame's categories
+    (or an hour's share of a batch) carry others, which would be written with every file."""
+    table = table.unify_dictionaries().combine_chunks()
+    columns = []
+    for column in table.columns:
+        arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        if pa.types.is_dictionary(arr.type) and \
+                pc.count_distinct(arr.indices).as_py() < len(arr.dictionary):
+            arr = pc.dictionary_encode(arr.dictionary_decode()).cast(arr.type)
+        columns.append(arr)
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _sorted(table: pa.Table) -> pa.Table:
