@@ -16,7 +16,7 @@ import click
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
-from flowlens.cli_live import _interrupt, is_tty
+from flowlens.cli_live import _interrupt, counted, is_tty
 from flowlens.errors import UsageError
 from flowlens.load import Extent, ReadOptions, plan_window
 from flowlens.sources.files import is_store
@@ -73,13 +73,13 @@ def shown_sources(sources: tuple[str, ...], given: tuple[str, ...]) -> tuple[str
 
 
 def _server_given() -> bool:
+    """Was --server on the command line (HUBBLE_SERVER alone does not beat the store)?"""
     ctx = click.get_current_context(silent=True)
-    return ctx is not None and ctx.get_parameter_source("server") in (
-        click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT) \
-        and ctx.params.get("server") is not None
+    return ctx is not None and \
+        ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE
 
 
-def report_columns(filters: _filters.Filters) -> list[str] | None:
+def report_columns(filters: _filters.Filters) -> list[str]:
     """The columns a report (or a policy check, or suggest) reads of Parquet and stores."""
     from flowlens.frame.schema import NAMES
 
@@ -118,10 +118,11 @@ def convert_into_store(sources: tuple[str, ...], out: str, options: ReadOptions)
         return False
     done = _ingest.import_sources(target, sources, options)
     repeats = done.flows_read - done.flows_added
-    click.echo(f"flowlens: added {done.flows_added:,} of {done.flows_read:,} flows "
-               f"({repeats:,} already in the store), {done.lost_added:,} lost-event records "
-               f"and {done.node_status_added:,} node status events to {target}: "
-               f"{done.files:,} files", err=True)
+    click.echo(f"flowlens: added {done.flows_added:,} of {counted(done.flows_read, 'flow')} "
+               f"({repeats:,} already in the store), "
+               f"{counted(done.lost_added, 'lost-event record')} and "
+               f"{counted(done.node_status_added, 'node status event')} to {target}: "
+               f"{counted(done.files, 'file')}", err=True)
     return True
 
 
@@ -234,7 +235,28 @@ def record(store: str, roll: str, retain: str | None, connection: Connection,
             signal.signal(sig, handler)
         if status:
             status[0].clear()
-    sys.stderr.write(_live_text.record_summary_line(summary))
+    sys.stderr.write(_summary_line(summary))
+
+
+def _summary_line(summary: _record.RecordSummary) -> str:
+    """The line `flowlens record` ends with."""
+    w = summary.written
+    parts = [f"recorded {counted(w.flows, 'flow')}, {counted(w.lost_records, 'lost-event record')}"
+             f" and {counted(w.node_status, 'node status event')} from {summary.server} into "
+             f"{summary.store}: {counted(w.files, 'file')}, {_live_text.size_text(w.bytes)}"]
+    if summary.resumed_from_ns is not None:
+        since = pd.Timestamp(summary.resumed_from_ns, tz="UTC").isoformat()
+        parts.append(f"; resumed after {since.replace('+00:00', 'Z')} "
+                     f"({counted(summary.repeats_dropped, 'repeat')} dropped)")
+    if summary.lost_events:
+        parts.append(f"; EVENTS LOST: {summary.lost_events:,} (as the relay reported them; "
+                     "recorded)")
+    if summary.reconnects:
+        parts.append(f"; {counted(summary.reconnects, 'reconnect')}")
+    if summary.compacted_files or summary.removed_hours:
+        parts.append(f"; {counted(summary.compacted_files, 'file')} compacted, "
+                     f"{counted(summary.removed_hours, 'hour')} removed (--retain)")
+    return "flowlens: " + "".join(parts) + "\n"
 
 
 def _event(message: str, status: list[Any]) -> None:

@@ -329,7 +329,13 @@ def test_per_partition_api(hours_store: Path) -> None:
     assert [p.start_ns for p in store.partitions(window)] == [parts[2].start_ns,
                                                               parts[3].start_ns]
     total = sum(len(read_partition(p)) for p in parts)
-    assert total == len(flowlens.read(hours_store)) == HOURS * 3230
+    everything = flowlens.read(hours_store)
+    assert total == len(everything) == HOURS * 3230
+    streamed = list(flowlens.iter_frames(hours_store, batch_size=1000,
+                                         since="2026-07-01T12:30:00Z", verdict="DROPPED"))
+    late = everything[(everything["time"] >= pd.Timestamp("2026-07-01T12:30:00Z")) &
+                      (everything["verdict"] == "DROPPED")]
+    assert sum(map(len, streamed)) == len(late) > 0
 
 
 # --- the writer: temporary names, compaction, retention, the lock, a full disk ----------------

@@ -138,31 +138,12 @@ class RecordStatusLine(StatusLine):
         lag = r.lag_ns
         behind = "-" if lag is None else go_duration(max(lag, 0) // 1_000_000 * 1_000_000)
         lost = r.stream.stats.lost_events if r.stream is not None else 0
-        return (f"{self._flows():,} flows | {w.files:,} files | {_size(w.bytes)} | "
+        return (f"{self._flows():,} flows | {w.files:,} files | {size_text(w.bytes)} | "
                 f"lag {behind} | lost: {lost:,}")
 
 
-def record_summary_line(summary: Any) -> str:
-    """The line `flowlens record` ends with (summary: flowlens.store.record.RecordSummary)."""
-    w = summary.written
-    parts = [f"recorded {w.flows:,} flows, {w.lost_records:,} lost-event records and "
-             f"{w.node_status:,} node status events from {summary.server} into "
-             f"{summary.store}: {w.files:,} files, {_size(w.bytes)}"]
-    if summary.resumed_from_ns is not None:
-        since = pd.Timestamp(summary.resumed_from_ns, tz="UTC").isoformat()
-        parts.append(f"; resumed after {since.replace('+00:00', 'Z')} "
-                     f"({summary.repeats_dropped:,} repeats dropped)")
-    if summary.lost_events:
-        parts.append(f"; EVENTS LOST: {summary.lost_events:,} (the relay overwrote them)")
-    if summary.reconnects:
-        parts.append(f"; {summary.reconnects} reconnects")
-    if summary.compacted_files or summary.removed_hours:
-        parts.append(f"; {summary.compacted_files:,} files compacted, "
-                     f"{summary.removed_hours:,} hours removed (--retain)")
-    return "flowlens: " + "".join(parts) + "\n"
-
-
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count for people: 137.1 KB, 2.6 MB."""
     value, unit = float(n), "B"
     for bigger in ("KB", "MB", "GB", "TB"):
         if value < 1000:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from flowlens.errors import InputError
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import STORE_FILE, is_store
-from flowlens.sources.parquet import open_parquet, time_bounds
+from flowlens.sources.parquet import time_bounds
 from flowlens.sources.timerange import ALL_TIME, TimeRange
 
 __all__ = [
@@ -104,10 +104,9 @@ class Partition:
     def stats(self) -> tuple[int, int | None, int | None]:
         """(flows, first time, last time) from the files' footers, nothing decoded."""
         rows, low, high = 0, None, None
-        for stored in self.files.get(FLOWS, []):
-            file = open_parquet(str(stored.path))
+        for file, groups in self._open(FLOWS, frozenset()):
             rows += file.metadata.num_rows
-            for g in range(file.num_row_groups):
+            for g in groups:
                 a, b = time_bounds(file, g)
                 if a is not None and b is not None:
                     low = a if low is None else min(low, a)

@@ -22,13 +22,17 @@ import pandas as pd
 from flowlens import frame as _frame
 from flowlens.load import ReadOptions, iter_batches
 from flowlens.sources.timerange import ALL_TIME, TimeRange
-from flowlens.store.dataset import HOUR_NS, LOST_EVENTS, NODE_STATUS, Store
-from flowlens.store.writer import StoreLock, StoreWriter, create_store
+from flowlens.store.dataset import LOST_EVENTS, NODE_STATUS, Store
+from flowlens.store.writer import (
+    NO_TIME,
+    StoreLock,
+    StoreWriter,
+    create_store,
+    hour_starts,
+    time_nanos,
+)
 
 __all__ = ["ImportSummary", "Known", "flow_keys", "import_sources"]
-
-_NO_TIME = np.iinfo(np.int64).min
-
 
 def flow_keys(df: pd.DataFrame) -> np.ndarray[Any, Any]:
     """Per row, what identifies the flow: its uuid, else a hash of every other value."""
@@ -92,7 +96,7 @@ class Known:
         if not len(rows):
             return keep
         keys = flow_keys(df.iloc[rows])
-        hours = _hour_starts(times[rows])
+        hours = hour_starts(times[rows])
         for row, key, hour in zip(rows.tolist(), keys.tolist(), hours.tolist(), strict=True):
             held = self._hour(hour)[0]
             if held[key] > 0:
@@ -103,8 +107,8 @@ class Known:
     def fresh_lost_events(self, lost: pd.DataFrame,
                           upto_ns: int | None = None) -> np.ndarray[Any, Any]:
         keep = np.ones(len(lost), dtype=bool)
-        times = _times(lost["time"])
-        hours = _hour_starts(times)
+        times = time_nanos(lost["time"])
+        hours = hour_starts(times)
         for i, (key, hour) in enumerate(zip(lost_event_keys(lost), hours.tolist(), strict=True)):
             if upto_ns is not None and times[i] > upto_ns:
                 continue
@@ -118,7 +122,7 @@ class Known:
         out = []
         for row in rows:
             t = row.get("time")
-            held = self._hour(_hour_starts(np.array([_NO_TIME if t is None else t]))[0])[2]
+            held = self._hour(hour_starts(np.array([NO_TIME if t is None else t]))[0])[2]
             key = node_status_key(row)
             if held[key] > 0:
                 held[key] -= 1
@@ -132,20 +136,12 @@ class Known:
         lost = _frame.lost_events(df)
         if keep.all() and not len(lost):
             return df
-        out = _frame.take(df, np.flatnonzero(keep)) if not keep.all() else df.copy(deep=False)
-        _frame.set_lost_events(out, lost[self.fresh_lost_events(lost, upto_ns)] if len(lost)
-                               else None)
+        rows = np.flatnonzero(keep)
+        out = df.iloc[rows].reset_index(drop=True)
+        lost = lost[self.fresh_lost_events(lost, upto_ns)].reset_index(drop=True)
+        lost["position"] = np.searchsorted(rows, lost["position"].to_numpy(dtype=np.int64))
+        _frame.set_lost_events(out, lost)
         return out
-
-
-def _times(values: pd.Series) -> np.ndarray[Any, Any]:
-    return np.asarray(pd.DatetimeIndex(values).asi8)
-
-
-def _hour_starts(times: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    hours = (times // HOUR_NS) * HOUR_NS
-    hours[times == _NO_TIME] = 0
-    return hours
 
 
 @dataclass

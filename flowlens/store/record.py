@@ -178,12 +178,11 @@ class Recorder:
         if self._housekeeping is not None and self._housekeeping.is_alive():
             return
         newest = self.newest_received_ns
-        hours = [] if newest is None else hours_to_compact(self.root, newest - COMPACT_AFTER_NS)
-        if not hours and time.monotonic() < self._next_retain:
-            return
 
         def work() -> None:
-            for hour in hours:
+            over = [] if newest is None else hours_to_compact(self.root,
+                                                              newest - COMPACT_AFTER_NS)
+            for hour in over:
                 if self._stopped.is_set():
                     return
                 self.compacted += compact(self.root, hour, stop=self._stopped.is_set)

@@ -145,19 +145,19 @@ class StoreLock:
             self._file = None
 
 
-_NO_TIME = -(1 << 63)  # NaT
+NO_TIME = -(1 << 63)  # NaT as nanoseconds
 
 
-def _hours(times_ns: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def hour_starts(times_ns: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """The start of each time's UTC hour (unknown times, NaT, go to the epoch's hour)."""
     hours = (times_ns // HOUR_NS) * HOUR_NS
-    hours[times_ns == _NO_TIME] = 0
+    hours[times_ns == NO_TIME] = 0
     return hours
 
 
-def _nanos(times: pd.Series) -> np.ndarray[Any, Any]:
-    return np.asarray(times.array.asi8 if hasattr(times.array, "asi8")
-                      else pd.DatetimeIndex(times).asi8)
+def time_nanos(times: pd.Series) -> np.ndarray[Any, Any]:
+    """A time column as integer nanoseconds (NaT: NO_TIME)."""
+    return np.asarray(pd.DatetimeIndex(times).asi8)
 
 
 @dataclass
@@ -167,7 +167,6 @@ class WriterStats:
     node_status: int = 0
     files: int = 0
     bytes: int = 0
-    newest_ns: int | None = None
 
 
 @dataclass
@@ -214,16 +213,11 @@ class StoreWriter:
 
     def _add(self, flows: pa.Table, lost: pd.DataFrame | None) -> None:
         if flows.num_rows:
-            times = pc.fill_null(pc.cast(flows.column("time"), pa.int64()),
-                                 _NO_TIME).to_numpy()
-            self._split(FLOWS, flows, times)
-            valid = times[times != _NO_TIME]
-            if len(valid):
-                newest = int(valid.max())
-                self.stats.newest_ns = max(newest, self.stats.newest_ns or newest)
+            self._split(FLOWS, flows, pc.fill_null(pc.cast(flows.column("time"), pa.int64()),
+                                                   NO_TIME).to_numpy())
         if lost is not None and len(lost):
             self._split(LOST_EVENTS, to_table(lost.drop(columns="position"), LOST_SCHEMA),
-                        _nanos(lost["time"]))
+                        time_nanos(lost["time"]))
         if self._since is None and (flows.num_rows or (lost is not None and len(lost))):
             self._since = self.clock()
 
@@ -232,14 +226,14 @@ class StoreWriter:
         rows = list(rows)
         if rows:
             table = pa.Table.from_pylist(rows, schema=NODE_STATUS_SCHEMA)
-            times = np.array([r["time"] if r.get("time") is not None else _NO_TIME
+            times = np.array([r["time"] if r.get("time") is not None else NO_TIME
                               for r in rows], dtype=np.int64)
             self._split(NODE_STATUS, table, times)
             if self._since is None:
                 self._since = self.clock()
 
     def _split(self, name: str, table: pa.Table, times: np.ndarray[Any, Any]) -> None:
-        hours = _hours(times)
+        hours = hour_starts(times)
         pending = self._pending[name]
         first, last = hours.min(), hours.max()
         if first == last:
