@@ -192,7 +192,9 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
         return
     if save is not None:
         raise UsageError("--save is for streams from a relay; use `flowlens convert` for files")
-    options = _read_options(input_format, year, strict, keep_raw=fmt == "jsonpb")
+    # CEL expressions see the whole flows of jsonpb sources, as hubble does.
+    options = _read_options(input_format, year, strict,
+                            keep_raw=fmt == "jsonpb" or filters.has_cel)
     if filters.follow and len(input_files) == 1 and _store.is_store(input_files[0]):
         if fmt == "table":
             raise UsageError("-o table cannot be used with --follow")
@@ -202,10 +204,11 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
         return
     extent = _store.prune(input_files, filters, options)
     df, raw = load(input_files, options)
-    rows = _filters.selected_rows(filters, df, None if extent is None else extent[1])
-    chosen = take(df, rows)
+    shown = _filters.selection(filters, df, None if extent is None else extent[1],
+                               originals=raw)
+    chosen = take(df, shown.rows, shown.lost)
     if raw is not None:
-        raw = [raw[i] for i in rows]
+        raw = [raw[i] for i in shown.rows] if fmt == "jsonpb" else None
     for line in _render(chosen, raw, fmt, time_format, print_node_name, print_policy_names,
                         numeric, colored):
         sys.stdout.write(line)

@@ -23,13 +23,12 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from google.protobuf import json_format
 
+    from flowlens import _cel, _match
     from flowlens import frame as _frame
     from flowlens._proto.flow import flow_pb2
     from flowlens._proto.observer import observer_pb2
@@ -50,15 +50,19 @@ else:  # loaded when first used: `flowlens --help` needs none of them
     _frame = lazy("flowlens.frame")
     flow_pb2 = lazy("flowlens._proto.flow.flow_pb2")
     observer_pb2 = lazy("flowlens._proto.observer.observer_pb2")
+    _cel, _match = lazy("flowlens._cel"), lazy("flowlens._match")
 
 __all__ = [
     "FLAGS",
     "SELECTION_FLAGS",
     "FilterCommand",
     "Filters",
+    "Originals",
+    "Selection",
     "canonical_flag",
     "filter_options",
     "flow_filters",
+    "lost_events_pass",
     "mask",
     "parse_duration",
     "parse_duration_ns",
@@ -66,6 +70,7 @@ __all__ = [
     "raw_filters_yaml",
     "select",
     "selected_rows",
+    "selection",
     "time_window",
     "to_request",
 ]
@@ -105,12 +110,19 @@ def _ip_version(raw: str) -> str:
     return "IP_NOT_USED"
 
 
-_FQDN_CHARS = re.compile(r"[-a-zA-Z0-9_.*]+")
-
-
 def _fqdn(raw: str) -> str:
-    if not _FQDN_CHARS.fullmatch(raw):
-        raise ValueError("an FQDN pattern holds only letters, digits, '-', '_', '.' and '*'")
+    _match.fqdn_regex((raw,))
+    return raw
+
+
+def _node_name(raw: str) -> str:
+    _match.node_name_regex((raw,))
+    return raw
+
+
+def _name(raw: str) -> str:
+    if not raw:
+        raise ValueError("name must not be empty")
     return raw
 
 
@@ -254,20 +266,24 @@ def _tcp_flags(raw: str) -> dict[str, bool]:
     return {name: True for name in _TCP_FLAGS if name in flags}
 
 
-_HTTP_STATUS = re.compile(r"[1-5][0-9][0-9]|[1-5][0-9]?\+")
-
-
 def _http_status(raw: str) -> str:
-    if not _HTTP_STATUS.fullmatch(raw):
-        raise ValueError("want a status code like 404 or a prefix like 5+ or 40+")
+    try:
+        _match.check_status(raw)
+    except ValueError:
+        raise ValueError("want a status code like 404 or a prefix like 5+ or 40+") from None
     return raw
 
 
 def _regex(raw: str) -> str:
+    _match.go_regex(raw)
+    return raw
+
+
+def _cel_expression(raw: str) -> str:
     try:
-        re.compile(raw)
-    except re.error as exc:
-        raise ValueError(f"not a regular expression ({exc})") from None
+        _cel.compile_expression(raw)
+    except ValueError as exc:
+        raise ValueError(f"not a CEL expression over _flow ({exc})") from None
     return raw
 
 
@@ -296,100 +312,8 @@ def _interface(raw: str) -> dict[str, str]:
 
 
 def _selector(raw: str) -> str:
-    _parse_selector(raw)
+    _match.parse_selector(raw)
     return raw
-
-
-# ---- Kubernetes label selectors over Cilium labels (`source:key=value`) ----
-
-@dataclass(frozen=True)
-class _Requirement:
-    source: str | None  # None = any source
-    key: str
-    op: str  # exists, !exists, in, notin
-    values: frozenset[str] = frozenset()
-
-    def matches(self, labels: Sequence[tuple[str, str, str]]) -> bool:
-        found = [v for s, k, v in labels
-                 if k == self.key and (self.source is None or s == self.source)]
-        if self.op == "exists":
-            return bool(found)
-        if self.op == "!exists":
-            return not found
-        hit = any(v in self.values for v in found)
-        return hit if self.op == "in" else not hit
-
-
-_KEY = r"[A-Za-z0-9_.\-/:]+"
-_VALUE = r"[A-Za-z0-9_.\-/:]*"
-_REQ_NOT = re.compile(rf"!\s*({_KEY})")
-_REQ_CMP = re.compile(rf"({_KEY})\s*(==|=|!=)\s*({_VALUE})")
-_REQ_SET = re.compile(rf"({_KEY})\s+(in|notin)\s*\(\s*({_VALUE}(?:\s*,\s*{_VALUE})*)\s*\)")
-_REQ_HAS = re.compile(_KEY)
-
-
-def _split_key(key: str) -> tuple[str | None, str]:
-    source, sep, rest = key.partition(":")
-    if not sep:
-        return None, key
-    return (None if source == "any" else source), rest
-
-
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise ValueError("unbalanced ')'")
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    if depth:
-        raise ValueError("unbalanced '('")
-    parts.append(text[start:])
-    return parts
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_selector(text: str) -> tuple[_Requirement, ...]:
-    """`k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`; comma = AND.
-    A key may carry a label source (`k8s:app`, `reserved:world`); without one, or with `any:`,
-    it matches labels of every source."""
-    if not text.strip():
-        raise ValueError("empty label selector")
-    reqs = []
-    for part in _split_top_level(text):
-        part = part.strip()
-        if m := _REQ_NOT.fullmatch(part):
-            reqs.append(_Requirement(*_split_key(m[1]), "!exists"))
-        elif m := _REQ_SET.fullmatch(part):
-            values = frozenset(v.strip() for v in m[3].split(","))
-            reqs.append(_Requirement(*_split_key(m[1]), m[2], values))
-        elif m := _REQ_CMP.fullmatch(part):
-            reqs.append(_Requirement(*_split_key(m[1]), "notin" if m[2] == "!=" else "in",
-                                     frozenset({m[3]})))
-        elif _REQ_HAS.fullmatch(part):
-            reqs.append(_Requirement(*_split_key(part), "exists"))
-        else:
-            raise ValueError(f"cannot parse label selector requirement {part!r}")
-    return tuple(reqs)
-
-
-def _parse_labels(joined: str | None) -> list[tuple[str, str, str]]:
-    """'k8s:app=x,reserved:world' -> [(source, key, value), ...]."""
-    out = []
-    for label in (joined or "").split(","):
-        if not label:
-            continue
-        source, sep, rest = label.partition(":")
-        if not sep:
-            source, rest = "unspec", label
-        key, _, value = rest.partition("=")
-        out.append((source, key, value))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,10 +395,10 @@ FLAGS: tuple[Flag, ...] = (
             "name)", metavar="ID"),
     *_sides("workload", "workload", _workload, "this workload (NAME, KIND/NAME or KIND/)",
             metavar="WORKLOAD"),
-    *_sides("cluster", "cluster_name", _text, "this cluster (pattern)", metavar="CLUSTER"),
+    *_sides("cluster", "cluster_name", _name, "endpoints of this cluster", metavar="CLUSTER"),
     *_sides("port", "port", _port, "this port", metavar="PORT"),
-    _one("node-name", "node_name", _text, "Show flows observed on nodes matching this pattern "
-         "(e.g. k8s*, cluster/*.example.com)", metavar="NODE"),
+    _one("node-name", "node_name", _node_name, "Show flows observed on nodes matching this "
+         "pattern (e.g. k8s*, cluster/*.example.com, cluster/)", metavar="NODE"),
     _one("node-label", "node_labels", _selector,
          "Show flows observed on nodes matching this label selector", metavar="SELECTOR"),
     _one("verdict", "verdict", _verdict, "Show flows with this verdict (FORWARDED, DROPPED, "
@@ -508,7 +432,8 @@ FLAGS: tuple[Flag, ...] = (
          metavar="IFACE"),
     _one("encrypted", "encrypted", None, "Show only encrypted flows", const=True),
     _one("unencrypted", "encrypted", None, "Show only unencrypted flows", const=False),
-    _one("cel-expression", _CEL, _text, "Show flows matching this CEL expression over _flow",
+    _one("cel-expression", _CEL, _cel_expression,
+         "Show flows for which this CEL expression over _flow (a flow.Flow) is true",
          metavar="EXPR"),
 )
 
@@ -720,6 +645,11 @@ class Filters:
             raise UsageError("--not must be followed by a filter flag")
         white = allow.filters() + [f for t in self.allowlist for f in _json_filters(ALLOWLIST, t)]
         black = deny.filters() + [f for t in self.denylist for f in _json_filters(DENYLIST, t)]
+        for flt in (*white, *black):
+            try:
+                _match.validate(flt)
+            except ValueError as exc:
+                raise UsageError(f"invalid filter: {exc}") from None
         object.__setattr__(self, "entries", tuple(entries))
         object.__setattr__(self, "whitelist", tuple(white))
         object.__setattr__(self, "blacklist", tuple(black))
@@ -811,6 +741,11 @@ class Filters:
                 out += [f"--{name}", str(getattr(self, name))]
         out += [f"--{n}" for n in ("all", "follow") if getattr(self, n)]
         return out
+
+    @property
+    def has_cel(self) -> bool:
+        """Some filter holds a CEL expression."""
+        return any("experimental" in f for f in (*self.whitelist, *self.blacklist))
 
     @property
     def is_empty(self) -> bool:
@@ -957,325 +892,55 @@ def raw_filters_yaml(filters: Filters) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Back-end 2: the same filters over a flows frame.
+# Back-end 2: the same filters over a flows frame (flowlens._match evaluates each field).
 # ---------------------------------------------------------------------------------------------
 
-Bools: TypeAlias = "np.ndarray"
-
-# FlowFilter fields whose data a flows frame does not carry -> what is missing.
-RELAY_ONLY: dict[str, str] = {
-    "source_ip_xlated": "post-SNAT source IPs",
-    "source_cluster_name": "cluster names",
-    "destination_cluster_name": "cluster names",
-    "interface": "network interfaces",
-    "http_header": "HTTP headers",
-    "node_labels": "node labels",
-    "trace_id": "trace-context trace IDs",
-    "encrypted": "encryption state",
-    "experimental": "the Flow messages CEL expressions evaluate",
-}
-
-
-def _relay_only_error(what: str, fld: str) -> UsageError:
-    return UsageError(f"{what} only works against a relay: the flows frame has no "
-                      f"{RELAY_ONLY[fld]}")
-
-
-def _check_frame_can_answer(filters: Filters) -> None:
-    for entry in filters.entries:
-        fld = entry.flag.left.split(".")[0]
-        if fld in RELAY_ONLY:
-            raise _relay_only_error(f"--{entry.flag.name}", fld)
-    for name, flts in ((ALLOWLIST, filters.allowlist), (DENYLIST, filters.denylist)):
-        for text in flts:
-            for flt in _json_filters(name, text):
-                for fld in flt:
-                    if fld in RELAY_ONLY:
-                        raise _relay_only_error(f"--{name} field {fld}", fld)
-
-
-def _per_value(col: pd.Series, pred: Callable[[Any], bool]) -> Bools:
-    """pred evaluated once per distinct value (None for NA) and mapped onto the rows."""
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)
-    hits = np.fromiter((pred(u) for u in uniques), dtype=bool, count=len(uniques))
-    out = np.full(len(col), pred(None), dtype=bool)
-    valid = codes >= 0
-    out[valid] = hits[codes[valid]]
-    return out
-
-
-def _isin(col: pd.Series, values: Iterable[Any]) -> Bools:
-    return np.asarray(col.isin(list(values)).fillna(False), dtype=bool)
-
-
-def _ints(col: pd.Series, na: int = -1) -> np.ndarray:
-    return np.asarray(col.astype("Int64").fillna(na).to_numpy(dtype="int64"))
-
-
-def _prefix_patterns(values: list[str]) -> list[tuple[str, str]]:
-    """[ns/]prefix -> (namespace or '' for any, prefix); no '/' means namespace default."""
-    out = []
-    for v in values:
-        ns, sep, prefix = v.partition("/")
-        out.append((ns, prefix) if sep else ("default", v))
-    return out
-
-
-def _in_namespace(ns: str, value: str | None) -> bool:
-    return not ns or value == ns
-
-
-def _has_prefix(prefix: str, value: str | None) -> bool:
-    return (value or "").startswith(prefix)
-
-
-def _pods(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        acc = np.zeros(len(df), dtype=bool)
-        for ns, prefix in _prefix_patterns(values):
-            acc |= (_per_value(df[f"{side}_namespace"], functools.partial(_in_namespace, ns))
-                    & _per_value(df[f"{side}_pod"], functools.partial(_has_prefix, prefix)))
-        return acc
-    return match
-
-
-def _services(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        patterns = _prefix_patterns(values)
-
-        def pred(u: str | None) -> bool:
-            ns, _, name = (u or "/").partition("/")
-            return any((not pns or pns == ns) and name.startswith(p) for pns, p in patterns)
-        return _per_value(df[f"{side}_service"], pred)
-    return match
-
-
-def _ips(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        nets = [ipaddress.ip_network(v, strict=False) for v in values]
-
-        def pred(u: str | None) -> bool:
-            if u is None:
-                return False
-            try:
-                addr = ipaddress.ip_address(u)
-            except ValueError:
-                return False
-            return any(addr.version == n.version and addr in n for n in nets)
-        return _per_value(df[f"{side}_ip"], pred)
-    return match
-
-
-def _fqdn_regex(pattern: str) -> re.Pattern[str]:
-    body = "".join("[-a-z0-9_.]*" if c == "*" else re.escape(c)
-                   for c in pattern.lower().rstrip("."))
-    return re.compile(body)
-
-
-def _fqdns(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        rxs = [_fqdn_regex(v) for v in values]
-
-        def pred(u: str | None) -> bool:
-            names = [n.lower().rstrip(".") for n in (u or "").split(",") if n]
-            return any(rx.fullmatch(n) for rx in rxs for n in names)
-        return _per_value(df[f"{side}_names"], pred)
-    return match
-
-
-def _labels(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        selectors = [_parse_selector(v) for v in values]
-
-        def pred(u: str | None) -> bool:
-            labels = _parse_labels(u)
-            return any(all(r.matches(labels) for r in sel) for sel in selectors)
-        return _per_value(df[f"{side}_labels"], pred)
-    return match
-
-
-def _workloads(side: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        wanted = [(w.get("kind", ""), w.get("name", "")) for w in values]
-
-        def pred(u: str | None) -> bool:
-            have = [tuple(item.partition("/")[::2]) for item in (u or "").split(",") if item]
-            return any((not k or k == hk) and (not n or n == hn)
-                       for k, n in wanted for hk, hn in have)
-        return _per_value(df[f"{side}_workload"], pred)
-    return match
-
-
-def _column_isin(column: str, convert: Callable[[Any], Any] = int
-                 ) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        return _isin(df[column], (convert(v) for v in values))
-    return match
-
-
-def _names_in(column: str, na: str) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    """An enum column; NA counts as the enum's zero name `na`."""
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        wanted = set(values)
-        return _per_value(df[column], lambda u: (na if u is None else u) in wanted)
-    return match
-
-
-def _drop_reasons(df: pd.DataFrame, values: list[Any]) -> Bools:
-    codes = [v if isinstance(v, int) else H.DROP_REASON_NUMBERS[v] for v in values]
-    return np.isin(_ints(df["drop_reason_code"], 0), codes)
-
-
-def _event_types(df: pd.DataFrame, values: list[Any]) -> Bools:
-    etype, esub = _ints(df["event_type"]), _ints(df["event_subtype"])
-    acc = np.zeros(len(df), dtype=bool)
-    for v in values:
-        hit = etype == v.get("type", 0)
-        if v.get("match_sub_type"):
-            hit &= esub == v.get("sub_type", 0)
-        acc |= hit
-    return acc
-
-
-def _http_statuses(df: pd.DataFrame, values: list[Any]) -> Bools:
-    def pred(u: Any) -> bool:
-        if u is None or pd.isna(u):
-            return False
-        code = str(int(u))
-        return any(code.startswith(v[:-1]) if v.endswith("+") else code == v for v in values)
-    return _per_value(df["http_code"], pred)
-
-
-_L4_NAMES = {"tcp": {"TCP"}, "udp": {"UDP"}, "sctp": {"SCTP"}, "vrrp": {"VRRP"},
-             "igmp": {"IGMP"}, "icmpv4": {"ICMPv4"}, "icmpv6": {"ICMPv6"},
-             "icmp": {"ICMPv4", "ICMPv6"}}
-
-
-def _protocols(df: pd.DataFrame, values: list[Any]) -> Bools:
-    wanted = {v.lower() for v in values}
-    l4 = set().union(*(_L4_NAMES.get(w, set()) for w in wanted))
-    l7 = wanted & {"dns", "http", "kafka"}
-    return _isin(df["protocol"], l4) | _isin(df["l7_protocol"], l7)
-
-
-def _reply(df: pd.DataFrame, values: list[Any]) -> Bools:
-    wanted = {bool(v) for v in values}
-    return _per_value(df["is_reply"], lambda u: u is not None and bool(u) in wanted)
-
-
-def _whole(text: str) -> str:
-    return text
-
-
-def _url_path(url: str) -> str:
-    return urlsplit(url).path
-
-
-def _regexes(column: str, part: Callable[[str], str] = _whole
-             ) -> Callable[[pd.DataFrame, list[Any]], Bools]:
-    """Unanchored regex search over the column (or `part` of it)."""
-    def match(df: pd.DataFrame, values: list[Any]) -> Bools:
-        rxs = [re.compile(v) for v in values]
-
-        def pred(u: str | None) -> bool:
-            return u is not None and any(rx.search(part(u)) for rx in rxs)
-        return _per_value(df[column], pred)
-    return match
-
-
-def _http_methods(df: pd.DataFrame, values: list[Any]) -> Bools:
-    wanted = {v.upper() for v in values}
-    return _per_value(df["http_method"], lambda u: u is not None and u.upper() in wanted)
-
-
-def _tcp_flag_sets(df: pd.DataFrame, values: list[Any]) -> Bools:
-    wanted = [frozenset(k for k, on in v.items() if on) for v in values]
-
-    def pred(u: str | None) -> bool:
-        have = set((u or "").split(","))
-        return any(w <= have for w in wanted)
-    return _per_value(df["tcp_flags"], pred)
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if c == "*" else re.escape(c) for c in pattern))
-
-
-def _node_names(df: pd.DataFrame, values: list[Any]) -> Bools:
-    """`k8s*` matches the node part; `cluster/*.example.com` also the cluster part; `cluster/`
-    every node of that cluster."""
-    patterns = []
-    for v in values:
-        cluster, sep, node = v.rpartition("/")
-        patterns.append((_glob_regex(cluster) if sep else None, _glob_regex(node or "*")))
-
-    def pred(u: str | None) -> bool:
-        if u is None:
-            return False
-        cluster, sep, node = u.rpartition("/")
-        return any((crx is None or (bool(sep) and crx.fullmatch(cluster) is not None))
-                   and nrx.fullmatch(node) is not None for crx, nrx in patterns)
-    return _per_value(df["node"], pred)
-
-
-_MATCHERS: dict[str, Callable[[pd.DataFrame, list[Any]], Bools]] = {
-    "uuid": _column_isin("uuid", str),
-    "source_ip": _ips("src"),
-    "destination_ip": _ips("dst"),
-    "source_pod": _pods("src"),
-    "destination_pod": _pods("dst"),
-    "source_service": _services("src"),
-    "destination_service": _services("dst"),
-    "source_fqdn": _fqdns("src"),
-    "destination_fqdn": _fqdns("dst"),
-    "source_label": _labels("src"),
-    "destination_label": _labels("dst"),
-    "source_workload": _workloads("src"),
-    "destination_workload": _workloads("dst"),
-    "source_identity": _column_isin("src_identity"),
-    "destination_identity": _column_isin("dst_identity"),
-    "source_port": _column_isin("src_port"),
-    "destination_port": _column_isin("dst_port"),
-    "traffic_direction": _names_in("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN"),
-    "verdict": _names_in("verdict", "VERDICT_UNKNOWN"),
-    "drop_reason_desc": _drop_reasons,
-    "event_type": _event_types,
-    "http_status_code": _http_statuses,
-    "protocol": _protocols,
-    "reply": _reply,
-    "dns_query": _regexes("dns_query"),
-    "http_method": _http_methods,
-    "http_path": _regexes("http_url", _url_path),
-    "http_url": _regexes("http_url"),
-    "tcp_flags": _tcp_flag_sets,
-    "node_name": _node_names,
-    "ip_version": _names_in("ip_version", "IP_NOT_USED"),
-    "ip_trace_id": _column_isin("ip_trace_id"),
-}
-
-
-def _filter_mask(df: pd.DataFrame, flt: FlowFilterDict) -> Bools:
-    acc = np.ones(len(df), dtype=bool)
-    for fld, values in flt.items():
-        if fld in RELAY_ONLY:
-            raise _relay_only_error(f"filter field {fld}", fld)
-        if values:
-            acc &= _MATCHERS[fld](df, values)
-    return acc
-
-
-def mask(filters: Filters, df: pd.DataFrame) -> pd.Series:
+Originals = Sequence[Mapping[str, Any]] | Sequence[bytes]
+"""The responses a frame was read from, one per row: GetFlowsResponse protojson dicts (proto
+field names) or serialized messages. CEL expressions see these whole; without them, the flows
+the frame's rows rebuild."""
+
+
+def _flows(df: pd.DataFrame, originals: Originals | None) -> _match.Flows:
+    def messages() -> Iterator[flow_pb2.Flow]:
+        from flowlens.render.records import flow_responses
+        from flowlens.sources.protodict import response_from_dict
+
+        if originals is None:
+            for d in flow_responses(df):
+                yield response_from_dict(d).flow
+            return
+        for item in originals:
+            if isinstance(item, bytes):
+                yield observer_pb2.GetFlowsResponse.FromString(item).flow
+            else:
+                yield response_from_dict(dict(item)).flow
+    return messages
+
+
+def mask(filters: Filters, df: pd.DataFrame, originals: Originals | None = None) -> pd.Series:
     """Which rows the filters keep: any whitelist filter matches (or there is none) and no
-    blacklist filter does. UsageError for a filter only a relay can evaluate."""
-    _check_frame_can_answer(filters)
+    blacklist filter does. `originals` (one per row) give CEL expressions the whole flows."""
+    flows = _flows(df, originals)
     keep = np.ones(len(df), dtype=bool)
     if filters.whitelist:
         keep = np.zeros(len(df), dtype=bool)
         for flt in filters.whitelist:
-            keep |= _filter_mask(df, flt)
+            keep |= _match.filter_mask(df, flt, flows)
     for flt in filters.blacklist:
-        keep &= ~_filter_mask(df, flt)
+        keep &= ~_match.filter_mask(df, flt, flows)
     return pd.Series(keep, index=df.index, dtype=bool)
+
+
+def lost_events_pass(filters: Filters) -> bool:
+    """Whether `hubble observe --input-file` keeps lost events under these filters: it filters
+    each as a flow that is not there (negative selectors, `--unencrypted` and `--not` filters
+    keep it; most positive filters drop it)."""
+    empty = flow_pb2.Flow()
+    if filters.whitelist and not any(_match.lost_event_matches(f, empty)
+                                     for f in filters.whitelist):
+        return False
+    return not any(_match.lost_event_matches(f, empty) for f in filters.blacklist)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1399,28 +1064,68 @@ def time_window(filters: Filters, newest: datetime | pd.Timestamp | None
     return since, until
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What `hubble observe --input-file` shows of a frame: flow rows and lost-event records
+    (positions in `_frame.lost_events(df)`), both ascending."""
+
+    rows: np.ndarray
+    lost: np.ndarray
+
+
+def _in_window(times: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None,
+               missing: pd.Timestamp) -> np.ndarray:
+    """Times inside [since, until]; a missing time counts as `missing`."""
+    filled = times.fillna(missing)
+    keep = np.ones(len(times), dtype=bool)
+    if since is not None:
+        keep &= np.asarray(filled >= since, dtype=bool)
+    if until is not None:
+        keep &= np.asarray(filled <= until, dtype=bool)
+    return keep
+
+
+# hubble compares a record without a time as the Unix epoch.
+_EPOCH = pd.Timestamp(0, tz="UTC")
+# hubble's --last on files keeps a ring buffer of at most this many records.
+MAX_LAST = 1_000_000
+
+
+def selection(filters: Filters, df: pd.DataFrame, newest: datetime | pd.Timestamp | None = None,
+              originals: Originals | None = None, *, with_lost: bool = True) -> Selection:
+    """The flows (and with `with_lost` the lost events) `hubble observe --input-file` shows:
+    those the filters keep (a lost event as a flow that is not there), inside
+    --since/--until (durations count back from `newest`, by default the newest flow; a lost
+    event by its own time), then the first/last N of them in file order (lost events count
+    among the N, as hubble counts them). Without a selection flag, all of them."""
+    keep = mask(filters, df, originals).to_numpy(copy=True)
+    records = _frame.lost_events(df).iloc[:None if with_lost else 0]
+    keep_lost = np.full(len(records), with_lost and lost_events_pass(filters), dtype=bool)
+    if filters.since is not None or filters.until is not None:
+        anchor = df["time"].max() if newest is None else newest
+        since, until = time_window(filters, anchor)
+        keep &= _in_window(df["time"], since, until, _EPOCH)
+        keep_lost &= _in_window(records["time"], since, until, _EPOCH)
+    rows, lost = np.flatnonzero(keep), np.flatnonzero(keep_lost)
+    n = filters.first if filters.first is not None else filters.last
+    if not n or n >= len(rows) + len(lost):  # hubble reads N = 0 as "no limit"
+        return Selection(rows, lost)
+    if filters.last is not None and with_lost and n > MAX_LAST:
+        raise UsageError(f"--last must be <= {MAX_LAST:_}, got {n}")
+    # Stream order: a lost-event record comes before the flow at its position.
+    positions = records["position"].to_numpy(dtype=np.int64)[lost]
+    order = np.concatenate([2 * rows + 1, 2 * positions])
+    ranked = np.argsort(order, kind="stable")
+    chosen = ranked[:n] if filters.first is not None else ranked[len(ranked) - n:]
+    return Selection(rows[np.sort(chosen[chosen < len(rows)])],
+                     lost[np.sort(chosen[chosen >= len(rows)] - len(rows))])
+
+
 def selected_rows(filters: Filters, df: pd.DataFrame,
                   newest: datetime | pd.Timestamp | None = None) -> np.ndarray:
-    """Positions (ascending) of the rows `hubble observe --input-file` would show: mask, then
-    --since/--until (durations count back from `newest`, by default the newest flow in `df`),
-    then --first/--last N (the oldest/newest by time). Files default to every flow."""
-    keep = mask(filters, df).to_numpy(copy=True)
-    times = df["time"]
-    if filters.since is not None or filters.until is not None:
-        anchor = times.max() if newest is None else newest
-        since, until = time_window(filters, anchor)
-        if since is not None:
-            keep &= np.asarray((times >= since).fillna(False), dtype=bool)
-        if until is not None:
-            keep &= np.asarray((times <= until).fillna(False), dtype=bool)
-    positions = np.flatnonzero(keep)
-    n = filters.first if filters.first is not None else filters.last
-    if n is not None and n < len(positions):
-        picked = times.iloc[positions].reset_index(drop=True)
-        order = picked.sort_values(kind="stable", na_position="first").index.to_numpy()
-        chosen = order[:n] if filters.first is not None else order[len(order) - n:]
-        positions = np.sort(positions[chosen])
-    return positions
+    """Positions (ascending) of the flows `selection` gives, lost events left out (--first/
+    --last count flows only)."""
+    return selection(filters, df, newest, with_lost=False).rows
 
 
 def select(filters: Filters, df: pd.DataFrame,

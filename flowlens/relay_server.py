@@ -8,8 +8,9 @@
 Every response is serialized once, at load, and sent with no serializer (a Python gRPC server
 spends its time per message, not per byte). Filters are evaluated on the frame with the same
 code `flowlens tail --input-file` uses, so a filter means the same offline and through the
-relay. Like hubble-relay, `number` (last N) counts per node, streams start with a NODE_CONNECTED
-status, and the header `hubble-relay-version` is sent.
+relay. Like hubble-relay, `number` (last N) counts per node, lost events are sent whatever the
+filters (a server does not filter them; `hubble observe --input-file` does), streams start with
+a NODE_CONNECTED status, and the header `hubble-relay-version` is sent.
 """
 
 from __future__ import annotations
@@ -272,7 +273,8 @@ def _plan(request: observer_pb2.GetFlowsRequest, buffer: _Buffer) -> _Plan:
     data = buffer.data
     if request.first and request.follow:
         raise UsageError("first and follow cannot be combined")
-    keep = _filters.mask(_filters_of(request), data.frame).to_numpy(copy=True)
+    # CEL expressions see the flows as served (every field of a jsonpb source).
+    keep = _filters.mask(_filters_of(request), data.frame, data.payloads).to_numpy(copy=True)
     since = _ns(request.since) if request.HasField("since") else None
     until = _ns(request.until) if request.HasField("until") and not request.follow else None
     if since is not None:

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 Record = dict[str, Any]
 
-__all__ = ["DEFAULT_START", "generate_flows", "generate_lab", "main"]
+__all__ = ["DEFAULT_START", "generate_flows", "generate_lab", "generate_varied", "main"]
 
 # --------------------------------------------------------------------------------------------
 # The cast
@@ -929,6 +929,97 @@ def generate_flows(n: int, *, seed: int = 7) -> Iterator[Record]:
                 if produced >= n:
                     return
         cycle += 1
+
+
+# How `generate_varied` shows each node: with and without a cluster prefix, one in capitals
+# (hubble matches node names case-insensitively), each with its node labels.
+_VARIED_NODES: dict[str, tuple[str, list[str]]] = {
+    "kind-control-plane": (f"{CLUSTER}/kind-control-plane", [
+        "kubernetes.io/hostname=kind-control-plane", "kubernetes.io/os=linux",
+        "node-role.kubernetes.io/control-plane="]),
+    "kind-worker": ("kind-worker", [
+        "kubernetes.io/hostname=kind-worker", "kubernetes.io/os=linux",
+        "topology.kubernetes.io/zone=zone-a"]),
+    "kind-worker2": (f"{CLUSTER}/Kind-Worker2", [
+        "kubernetes.io/hostname=kind-worker2", "topology.kubernetes.io/zone=zone-b"]),
+}
+_VARIED_URLS = ("http://backend:8080/%2e%2e/etc/passwd", "http://backend:8080/a%2Fb?x=%41",
+                "http://backend:8080/caf%C3%A9/%7euser", "http://backend:8080/bad%zzpath")
+_TRACE_IDS = tuple(f"{i:02x}" * 16 for i in (0x4b, 0xa1, 0x0f))
+
+
+def generate_varied(*, seed: int = 7, scale: float = 0.25) -> Iterator[Record]:
+    """The lab capture (at `scale`) with what filters need beyond it: node names with and
+    without a cluster prefix (one in capitals) and node labels, endpoints of a second cluster
+    and pods' namespaces without a pod name, SNAT addresses towards the world, encrypted
+    packets, interfaces, trace contexts, percent-encoded HTTP paths, DNS names in capitals
+    with and without a trailing dot. Records come node by node, each node in time order (as
+    per-node captures joined together are), lost events with their node."""
+    rng = random.Random(seed)
+    records = list(generate_lab(seed=seed, scale=scale))
+    for rec in records:
+        node, labels = _VARIED_NODES.get(rec["node_name"], (rec["node_name"], []))
+        rec["node_name"] = node
+        flow = rec.get("flow")
+        if flow is None:
+            continue
+        _vary_flow(flow, rng, node, labels)
+    order = list(_VARIED_NODES)
+    records.sort(key=lambda r: order.index(next(k for k, v in _VARIED_NODES.items()
+                                                if v[0] == r["node_name"])))
+    yield from records
+
+
+def _vary_flow(flow: Record, rng: random.Random, node: str, labels: list[str]) -> None:
+    flow["node_name"] = node
+    if labels:
+        flow["node_labels"] = labels
+    ip = flow.get("IP", {})
+    for side in ("source", "destination"):
+        ep = flow.get(side, {})
+        if "pod_name" in ep and rng.random() < 0.1:
+            ep["cluster_name"] = "kind-remote"
+        if side == "source" and "pod_name" in ep and rng.random() < 0.05:
+            del ep["pod_name"]  # a namespace without a pod
+    if flow.get("destination", {}).get("identity") == 2 and "source" in ip:
+        ip["source_xlated"] = "172.18.0.3"
+    if ip and rng.random() < 0.2:
+        ip["encrypted"] = True
+    if "interface" not in flow and flow.get("event_type", {}).get("type") == 4:
+        roll = rng.random()
+        if roll < 0.3:
+            flow["interface"] = {"index": 11 + int(roll * 10), "name": "eth0"}
+        elif roll < 0.4:
+            flow["interface"] = {"index": 3}
+    http = flow.get("l7", {}).get("http")
+    if http is not None:
+        if rng.random() < 0.5:
+            http["url"] = rng.choice(_VARIED_URLS)
+            flow["Summary"] = l7_summary(flow["l7"])
+        flow["trace_context"] = {"parent": {"trace_id": rng.choice(_TRACE_IDS)}}
+    for key in ("source_names", "destination_names"):
+        if key in flow and rng.random() < 0.5:
+            flow[key] = [n.upper() + "." for n in flow[key]]
+    # keys back in declaration order, as a server writes them
+    flow_keys = ("time", "uuid", "emitter", "verdict", "drop_reason", "auth_type", "IP", "l4",
+                 "source", "destination", "Type", "node_name", "node_labels", "source_names",
+                 "destination_names", "l7", "event_type", "source_service",
+                 "destination_service", "traffic_direction", "policy_match_type",
+                 "trace_observation_point", "trace_reason", "file", "drop_reason_desc",
+                 "is_reply", "interface", "trace_context", "Summary", "ingress_allowed_by",
+                 "ingress_denied_by")
+    ordered = {k: flow[k] for k in flow_keys if k in flow}
+    assert len(ordered) == len(flow), set(flow) - set(ordered)
+    flow.clear()
+    flow.update(ordered)
+    if ip:
+        flow["IP"] = {k: ip[k] for k in ("source", "source_xlated", "destination", "ipVersion",
+                                         "encrypted") if k in ip}
+    for side in ("source", "destination"):
+        ep = flow.get(side)
+        if ep:
+            flow[side] = {k: ep[k] for k in ("ID", "identity", "cluster_name", "namespace",
+                                             "labels", "pod_name", "workloads") if k in ep}
 
 
 def _line_encoder() -> tuple[Callable[[Record], bytes], bool]:

@@ -38,8 +38,12 @@ SHARED = _unpacked()
 
 
 def _reference_bin() -> Path | None:
-    folder = ROOT.parent / "shared" / "bin"
-    return folder if (folder / "hubble").exists() else None
+    """../shared/bin beside the checkout, or beside a folder above it (a git worktree)."""
+    for above in ROOT.parents:
+        folder = above / "shared" / "bin"
+        if (folder / "hubble").exists():
+            return folder
+    return None
 
 
 REFERENCE_BIN = _reference_bin()

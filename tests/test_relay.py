@@ -180,7 +180,8 @@ def test_tail_prints_what_tail_on_the_file_prints(server: str) -> None:
 @pytest.mark.parametrize("fmt", ["dict", "table"])
 def test_tail_formats_match_the_file_path(server: str, fmt: str) -> None:
     runner = CliRunner()
-    args = ["--all", "--from-pod", "default/", "-o", fmt]
+    # A filter that keeps lost events: the file path filters them, the relay never does.
+    args = ["--all", "--not", "--to-pod", "kube-system/", "-o", fmt]
     live = runner.invoke(main, ["tail", "--server", server, *args])
     offline = runner.invoke(main, ["tail", "--input-file", str(LAB), *args])
     assert live.exit_code == 0, live.output
@@ -259,8 +260,18 @@ def test_malformed_filter_is_rejected_before_connecting() -> None:
     assert "--verdict" in result.output and "NOPE" in result.output
 
 
-def test_server_side_rejection_is_a_terminating_error(server: str) -> None:
-    result = CliRunner().invoke(main, ["tail", "--server", server, "--cel-expression", "true"])
+def test_server_side_rejection_is_a_terminating_error(server: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A request the client would not build (an empty pod name, which hubble's server refuses).
+    from flowlens import live
+
+    def bad_request(*args: Any, **kwargs: Any) -> Any:
+        request = F.to_request(*args, **kwargs)
+        request.whitelist.add(source_pod=[""])
+        return request
+
+    monkeypatch.setattr(live, "to_request", bad_request)
+    result = CliRunner().invoke(main, ["tail", "--server", server, "--verdict", "DROPPED"])
     assert result.exit_code == 1
     assert server in result.stderr and "INVALID_ARGUMENT" in result.stderr
     assert len(result.stderr.splitlines()) == 1

@@ -251,10 +251,9 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     else:  # the relay chose the window; the filter flags are left to do
         rows = _filters.selected_rows(replace(filters, first=None, last=None), df,
                                       newest=anchored_at)
-    chosen = _all(df) if len(rows) == len(df) else take(df, rows)
+    chosen = _with_lost(df, rows, since, until)
     selected = np.zeros(len(df), dtype=bool)
     selected[rows] = True
-    set_lost_events(chosen, _lost_within(chosen, since, until))
     first, last = _time_range(chosen)
     sent_first, sent_last = _time_range(df)
     start = since if since is not None else (given.first_flow if anchor == "data" else sent_first)
@@ -283,6 +282,18 @@ def _covered(since: pd.Timestamp | None, until: pd.Timestamp | None,
     if held_from is None:
         return 0.0
     return float(min(max((until - max(since, held_from)) / (until - since), 0.0), 1.0))
+
+
+def _with_lost(df: pd.DataFrame, rows: np.ndarray, since: pd.Timestamp | None,
+               until: pd.Timestamp | None) -> pd.DataFrame:
+    """The rows, with every lost event of the time window: a report's caveat is about the
+    data, whatever the filters (`tail` filters them as hubble does)."""
+    if len(rows) == len(df):
+        chosen = _all(df)
+        set_lost_events(chosen, _lost_within(df, since, until))
+        return chosen
+    return take(df, rows, np.flatnonzero(_in_time(lost.lost_event_records(df)["time"], since,
+                                                  until)))
 
 
 def _all(df: pd.DataFrame) -> pd.DataFrame:
@@ -325,11 +336,16 @@ def _lost_within(df: pd.DataFrame, since: pd.Timestamp | None,
                  until: pd.Timestamp | None) -> pd.DataFrame:
     """Lost-event records reported inside the time window (all of them without one)."""
     records = lost.lost_event_records(df)
-    keep = np.ones(len(records), dtype=bool)
-    times = records["time"]
+    return records[_in_time(records["time"], since, until)].reset_index(drop=True)
+
+
+def _in_time(times: pd.Series, since: pd.Timestamp | None,
+             until: pd.Timestamp | None) -> np.ndarray:
+    """Times inside the window; a record without a time is inside."""
+    keep = np.ones(len(times), dtype=bool)
     if since is not None:
         keep &= np.asarray((times >= since).fillna(True), dtype=bool)
     if until is not None:
         keep &= np.asarray((times <= until).fillna(True), dtype=bool)
-    return records[keep].reset_index(drop=True)
+    return keep
 

@@ -352,19 +352,22 @@ def concat(frames: Iterable[pd.DataFrame], *, consume: bool = False) -> pd.DataF
     return out
 
 
-def take(df: pd.DataFrame, rows: Any) -> pd.DataFrame:
-    """The rows at these positions (sorted), with the lost events that came between the first
-    and the last of them (they say this stretch of data is incomplete), re-anchored."""
+def take(df: pd.DataFrame, rows: Any, lost_records: Any = None) -> pd.DataFrame:
+    """The rows at these positions (sorted), with the lost-event records at the positions
+    `lost_records` (in `lost_events(df)`), or by default those that came between the first and
+    the last of the rows (they say this stretch of data is incomplete), re-anchored."""
     positions = np.asarray(rows, dtype=np.int64)
     out = df.iloc[positions].reset_index(drop=True)
     lost = lost_events(df)
-    if len(lost) and len(positions):
+    if lost_records is not None:
+        lost = lost.iloc[np.asarray(lost_records, dtype=np.int64)].reset_index(drop=True)
+    elif len(lost) and len(positions):
         at = lost["position"].to_numpy(dtype=np.int64)
         # A selection that reaches the end of the stream keeps the lost events after it too.
         end = len(df) if positions[-1] == len(df) - 1 else positions[-1]
         lost = lost[(at >= positions[0]) & (at <= end)].reset_index(drop=True)
-        lost["position"] = np.searchsorted(positions, lost["position"].to_numpy(dtype=np.int64))
-        set_lost_events(out, lost)
     else:
-        set_lost_events(out, None)
+        lost = lost.iloc[:0]
+    lost["position"] = np.searchsorted(positions, lost["position"].to_numpy(dtype=np.int64))
+    set_lost_events(out, lost)
     return out

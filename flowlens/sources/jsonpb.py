@@ -479,7 +479,9 @@ def _side(f: pa.Array, key: str, port: pa.Array) -> dict[str, pa.Array]:
         "pod": _null_if_empty(_field(ep, "pod_name")),
         "workload": _workloads(_field(ep, "workloads")),
         "service": service,
-        "identity": pc.fill_null(_field(ep, "identity"), 0),
+        # 0 when the endpoint is there without one, NA when there is no endpoint
+        "identity": pc.if_else(pc.is_valid(ep), pc.fill_null(_field(ep, "identity"), 0),
+                               pa.scalar(None, _I)),
         "labels": _joined(_field(ep, "labels")),
         "ip": _null_if_empty(_field(f, "IP", key)),
         "port": _null_if_zero(port),
@@ -501,7 +503,8 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
             dport = pc.if_else(present, _field(body, "destination_port"), dport)
 
     summary = _field(f, "Summary")
-    etype = _field(f, "event_type", "type")
+    etype = pc.if_else(pc.is_valid(_field(f, "event_type")),
+                       pc.fill_null(_field(f, "event_type", "type"), 0), pa.scalar(None, _I))
     esub = pc.if_else(pc.is_valid(etype), pc.fill_null(_field(f, "event_type", "sub_type"), 0),
                       pa.scalar(None, _I))
     l7 = _field(f, "l7")

@@ -122,12 +122,12 @@ def _joined(values: Iterable[str], sep: str = ",") -> str | None:
     return sep.join(values) or None
 
 
-def _endpoint(ep: Any) -> tuple[Any, ...]:
+def _endpoint(ep: Any, present: bool) -> tuple[Any, ...]:
     """(cluster, namespace, pod, workload, identity, labels) of an Endpoint, as the jsonpb
-    reader derives them."""
+    reader derives them (identity NA without an endpoint)."""
     workloads = _joined(f"{w.kind}/{w.name}" for w in ep.workloads)
     return (ep.cluster_name or None, ep.namespace or None, ep.pod_name or None, workloads,
-            ep.identity, _joined(ep.labels))
+            ep.identity if present else None, _joined(ep.labels))
 
 
 def _service(svc: Any) -> str:
@@ -181,7 +181,7 @@ def _shape_values(f: Any, node: str, l7key: tuple[Any, ...] | None) -> tuple[Any
     code = f.drop_reason or (H.DROP_REASON_NUMBERS.get(desc) if desc else None)
     if desc is None and code:
         desc = H.DROP_REASON_NAMES.get(code)
-    etype = f.event_type.type or None
+    etype = f.event_type.type if f.HasField("event_type") else None
     esub = (f.event_type.sub_type or 0) if etype is not None else None
     l7proto, l7type, dns_source = l7key if l7key is not None else (None, None, None)
     match = f.policy_match_type or None
@@ -208,10 +208,10 @@ def _shape_values(f: Any, node: str, l7key: tuple[Any, ...] | None) -> tuple[Any
         node or None,
         _name(_IP_VERSION, f.IP.ipVersion),
         protocol, flags, _name(_AUTH, f.auth_type), policies,
-        *_endpoint(f.source),
+        *_endpoint(f.source, f.HasField("source")),
         _service(f.source_service) if f.HasField("source_service") else None,
         _joined(f.source_names),
-        *_endpoint(f.destination),
+        *_endpoint(f.destination, f.HasField("destination")),
         _service(f.destination_service) if f.HasField("destination_service") else None,
         _joined(f.destination_names),
         summary, icmp, f.ip_trace_id.trace_id or None,  # rare: fine in the shape
