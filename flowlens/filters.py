@@ -1073,10 +1073,10 @@ class Selection:
     lost: np.ndarray
 
 
-def _in_window(times: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None,
-               missing: pd.Timestamp) -> np.ndarray:
-    """Times inside [since, until]; a missing time counts as `missing`."""
-    filled = times.fillna(missing)
+def _in_window(times: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None
+               ) -> np.ndarray:
+    """Times inside [since, until]; hubble takes a record without a time as the Unix epoch."""
+    filled = times.fillna(pd.Timestamp(0, tz="UTC"))
     keep = np.ones(len(times), dtype=bool)
     if since is not None:
         keep &= np.asarray(filled >= since, dtype=bool)
@@ -1085,8 +1085,6 @@ def _in_window(times: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp
     return keep
 
 
-# hubble compares a record without a time as the Unix epoch.
-_EPOCH = pd.Timestamp(0, tz="UTC")
 # hubble's --last on files keeps a ring buffer of at most this many records.
 MAX_LAST = 1_000_000
 
@@ -1104,8 +1102,8 @@ def selection(filters: Filters, df: pd.DataFrame, newest: datetime | pd.Timestam
     if filters.since is not None or filters.until is not None:
         anchor = df["time"].max() if newest is None else newest
         since, until = time_window(filters, anchor)
-        keep &= _in_window(df["time"], since, until, _EPOCH)
-        keep_lost &= _in_window(records["time"], since, until, _EPOCH)
+        keep &= _in_window(df["time"], since, until)
+        keep_lost &= _in_window(records["time"], since, until)
     rows, lost = np.flatnonzero(keep), np.flatnonzero(keep_lost)
     n = filters.first if filters.first is not None else filters.last
     if not n or n >= len(rows) + len(lost):  # hubble reads N = 0 as "no limit"

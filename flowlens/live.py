@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowlens import frame as _frame
 from flowlens._lazy import lazy
-from flowlens.errors import UsageError
-from flowlens.filters import Filters, mask, to_request
+from flowlens.filters import Filters, to_request
 from flowlens.sources.proto import DecodedBatch, merge_batches
 from flowlens.sources.relay import Connection, FlowStream
 
@@ -107,8 +106,6 @@ def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | Non
 
 
 def _answerable_here(filters: Filters) -> bool:
-    try:
-        mask(filters, _frame.empty())
-    except UsageError:
-        return False
-    return True
+    """A frame evaluates every filter as the relay does, but CEL expressions: they see the
+    whole flows, which only the relay has."""
+    return not filters.has_cel

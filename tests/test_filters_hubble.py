@@ -7,12 +7,14 @@ too. Needs the reference hubble CLI (../shared/bin); skipped with the reason whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from shared_data import REFERENCE_BIN, REFERENCE_BIN_ABSENT, SHARED
@@ -20,6 +22,7 @@ from shared_data import REFERENCE_BIN, REFERENCE_BIN_ABSENT, SHARED
 from flowlens import cli, synth
 from flowlens.cli import main
 from flowlens.load import load as cli_load
+from flowlens.relay_server import ReplayData, ReplayRelay
 
 pytestmark = pytest.mark.skipif(REFERENCE_BIN is None, reason=REFERENCE_BIN_ABSENT)
 
@@ -271,3 +274,60 @@ def test_tail_prints_what_hubble_prints(paths: dict[str, Path], capture: str,
         return
     assert ours.exit_code == 0, ours.output
     assert ours.stdout == hubble.stdout
+
+
+# ---- through the relay: hubble observe --server against `flowlens relay` ------------------------
+
+RELAYED = ("coverage", VARIED)
+
+
+def _filters_only() -> list[tuple[str, ...]]:
+    """The flag sets without selection flags (a relay is asked for --all of them)."""
+    selection = {"--first", "--last", "--since", "--until"}
+    return [f for f in (*_alone(), *_COMBINED) if not selection & set(f)]
+
+
+@pytest.fixture(scope="module")
+def relays(paths: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[dict[str, tuple[str, Path]]]:
+    """Per capture: a relay serving it, and the capture's flows in time order (what a relay
+    holds, lost events aside) for hubble to read as a file."""
+    folder = tmp_path_factory.mktemp("relayed")
+    with contextlib.ExitStack() as stack:
+        out = {}
+        for name in RELAYED:
+            lines = [json.loads(line) for line in paths[name].read_text().splitlines()]
+            flows = sorted((r for r in lines if "flow" in r), key=lambda r: _nanos(r))
+            by_time = folder / name
+            by_time.write_text("".join(json.dumps(r) + "\n" for r in flows))
+            server = stack.enter_context(ReplayRelay(ReplayData.from_sources(paths[name]),
+                                                     listen="127.0.0.1:0"))
+            out[name] = (f"127.0.0.1:{server.port}", by_time)
+        yield out
+
+
+def _nanos(record: dict[str, Any]) -> int:
+    return int(pd.Timestamp(record["flow"].get("time") or record["time"]).value)
+
+
+def _without_lost(text: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if "EVENTS LOST" not in line)
+
+
+@pytest.mark.parametrize("capture", RELAYED)
+@pytest.mark.parametrize("flags", _filters_only(), ids=" ".join)
+def test_the_relay_selects_what_hubble_selects(relays: dict[str, tuple[str, Path]],
+                                               capture: str, flags: tuple[str, ...]) -> None:
+    assert REFERENCE_BIN is not None
+    address, by_time = relays[capture]
+    from_file = _hubble(by_time, flags)
+    # Without hubble's default field mask, which leaves out parts of a line (directions, DNS
+    # names) that a file has.
+    live = subprocess.run([str(REFERENCE_BIN / "hubble"), "observe", "--server", address,
+                           "--use-default-field-masks=false", "--all", *flags, "-o", "compact"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if from_file.returncode != 0:
+        assert live.returncode != 0, f"hubble refused: {from_file.stderr.strip()}"
+        return
+    assert live.returncode == 0, live.stderr
+    assert _without_lost(live.stdout) == from_file.stdout
