@@ -441,7 +441,8 @@ FLAGS_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
 # FlowFilter fields holding text that must parse (the rest is typed by protobuf, or any text).
 _TEXT_PARSERS: dict[str, Parser] = {
     fld: f.parse for f in FLAGS for fld in (f.left, f.right)
-    if f.parse in (_ip_or_cidr, _port, _fqdn, _selector, _http_status, _regex)}
+    if f.parse in (_ip_or_cidr, _port, _fqdn, _node_name, _name, _selector, _http_status,
+                   _regex)}
 _SHORT: dict[str, str] = {f.short: f.name for f in FLAGS if f.short}
 
 NOT = "not"
@@ -1106,10 +1107,10 @@ def selection(filters: Filters, df: pd.DataFrame, newest: datetime | pd.Timestam
         keep_lost &= _in_window(records["time"], since, until)
     rows, lost = np.flatnonzero(keep), np.flatnonzero(keep_lost)
     n = filters.first if filters.first is not None else filters.last
+    if filters.last is not None and with_lost and filters.last > MAX_LAST:
+        raise UsageError(f"--last must be <= {MAX_LAST:_}, got {filters.last}")
     if not n or n >= len(rows) + len(lost):  # hubble reads N = 0 as "no limit"
         return Selection(rows, lost)
-    if filters.last is not None and with_lost and n > MAX_LAST:
-        raise UsageError(f"--last must be <= {MAX_LAST:_}, got {n}")
     # Stream order: a lost-event record comes before the flow at its position.
     positions = records["position"].to_numpy(dtype=np.int64)[lost]
     order = np.concatenate([2 * rows + 1, 2 * positions])
