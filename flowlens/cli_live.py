@@ -47,11 +47,18 @@ _CONNECTION_PARAMS = ("server", "tls", "tls_allow_insecure", "tls_ca_cert_files"
                       "timeout")
 
 
+_MAX_TIMEOUT = 24 * 3600.0  # seconds; grpc deadlines take no more than a few centuries
+
+
 def _timeout(value: str) -> float:
-    ns = _filters.parse_duration_ns(value) if not value.replace(".", "", 1).isdigit() \
-        else float(value) * 1e9
-    if ns is None or ns <= 0:
-        raise UsageError(f"invalid value {value!r} for --timeout: want a duration like 5s")
+    try:
+        ns = _filters.parse_duration_ns(value) if not value.replace(".", "", 1).isdigit() \
+            else float(value) * 1e9
+    except (ValueError, OverflowError):
+        ns = None
+    if ns is None or not 1e6 <= ns <= _MAX_TIMEOUT * 1e9:
+        raise UsageError(f"invalid value {value!r} for --timeout: want a duration from 1ms to "
+                         "24h, like 5s")
     return ns / 1e9
 
 

@@ -1000,7 +1000,10 @@ def _zone(text: str) -> timezone:
     if text == "Z":
         return timezone.utc
     digits = text[1:].replace(":", "")
-    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"time zone offset {text} is outside -23:59..+23:59")
+    delta = timedelta(hours=hours, minutes=minutes)
     return timezone(-delta if text[0] == "-" else delta)
 
 

@@ -48,7 +48,10 @@ class ReadOptions:
     window: TimeRange = field(default_factory=TimeRange)
 
     def __post_init__(self) -> None:
+        from flowlens.sources.text import check_year
+
         self.input_format = normalize_format(self.input_format)
+        check_year(self.year)  # also for jsonpb, which has no use for it
         self.report.strict = self.strict
 
 

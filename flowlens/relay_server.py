@@ -71,6 +71,9 @@ _WAIT = 0.25  # the replay clock's longest sleep
 _POLL = 0.02  # how often a follow stream looks for replayed flows
 
 
+MIN_SPEED, MAX_SPEED = 0.001, 1e6
+
+
 def parse_speed(text: str | float) -> float | None:
     """--speed: `max` (None: load everything at once), `realtime` (1.0) or a factor > 0."""
     if isinstance(text, (int, float)):
@@ -85,8 +88,9 @@ def parse_speed(text: str | float) -> float | None:
         except ValueError:
             raise UsageError(f"invalid value {text!r} for --speed: want max, realtime or a "
                              "factor such as 60") from None
-    if not value > 0:
-        raise UsageError(f"invalid value {text!r} for --speed: the factor must be > 0")
+    if not MIN_SPEED <= value <= MAX_SPEED:  # (also NaN)
+        raise UsageError(f"invalid value {text!r} for --speed: the factor must be from "
+                         f"{MIN_SPEED} to {MAX_SPEED:,.0f}")
     return value
 
 

@@ -76,6 +76,13 @@ class Connection:
     tls_server_name: str | None = None
     timeout: float = 5.0
 
+    def __post_init__(self) -> None:
+        # grpc would take host:99999 as port 34463 (modulo 65536).
+        port = self.target.rpartition(":")[2]
+        if port.isascii() and port.isdigit() and not 1 <= int(port) <= 65535:
+            raise UsageError(f"invalid server address {self.server!r}: port {int(port)} is "
+                             "outside 1..65535")
+
     @classmethod
     def from_env(cls, server: str | None = None, **kwargs: Any) -> Connection:
         """--server, else $HUBBLE_SERVER, else localhost:4245."""

@@ -57,7 +57,7 @@ from flowlens.errors import UsageError
 from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
 from flowlens.sources.files import Opened
 
-__all__ = ["read_text"]
+__all__ = ["check_year", "read_text"]
 
 T = TypeVar("T")
 # One record: (timestamp seconds, fraction and node, first host, link, `<TYPE> <VERDICT>
@@ -596,8 +596,7 @@ class _Clock:
     """Turns timestamps into nanoseconds, giving year-less StampMilli stamps their year."""
 
     def __init__(self, year: int | None, reference: float) -> None:
-        if year is not None and not _MIN_YEAR <= year <= _MAX_YEAR:
-            raise UsageError(f"--year {year}: use a year from {_MIN_YEAR} to {_MAX_YEAR}")
+        check_year(year)
         self.given = year
         self.reference = reference
         self.year: int | None = None  # year of the last StampMilli stamp
@@ -684,6 +683,12 @@ class _Clock:
             year = max(_MIN_YEAR, min(year, _MAX_YEAR))
             ns = self._absolute[key] = calendar.timegm((year, *stamp)) * _NS
         return ns
+
+
+def check_year(year: int | None) -> None:
+    """UsageError for a --year outside what the frame's times hold."""
+    if year is not None and not _MIN_YEAR <= year <= _MAX_YEAR:
+        raise UsageError(f"--year {year}: use a year from {_MIN_YEAR} to {_MAX_YEAR}")
 
 
 def _reference(reference_time: datetime | float | None, mtime: float | None) -> float:
