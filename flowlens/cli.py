@@ -18,8 +18,9 @@ from flowlens.cli_live import counted
 from flowlens.errors import FlowlensError, RelayError, UsageError
 from flowlens.frame import take
 from flowlens.load import ReadOptions, load
+from flowlens.render.sink import replaced, to_stdout
 from flowlens.sources.batch import ReadReport
-from flowlens.sources.files import FORMATS
+from flowlens.sources.files import FORMATS, expand
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,10 +213,8 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     chosen = take(df, shown.rows, shown.lost)
     if raw is not None:
         raw = [raw[i] for i in shown.rows] if fmt == "jsonpb" else None
-    for line in _render(chosen, raw, fmt, time_format, print_node_name, print_policy_names,
-                        numeric, colored):
-        sys.stdout.write(line)
-    sys.stdout.flush()
+    to_stdout(_render(chosen, raw, fmt, time_format, print_node_name, print_policy_names,
+                      numeric, colored))
     _report_bad_lines(options.report)
 
 
@@ -255,6 +254,7 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     if _store.convert_into_store(sources, out, options):
         _report_bad_lines(options.report)
         return
+    _check_writable(out, sources)
     df, raw = load(sources, options)
     _outputs.write_frame(df, out, raw)
     lost = df.attrs.get("lost_events", ())
@@ -338,7 +338,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     size = _analyses.parse_bucket(bucket) if bucket is not None else None
     rows = _top(top)
     if out is not None:
-        _check_writable(out)
+        _check_writable(out, (*sources, *policy_files))
     policies = _policy.load_policies(policy_files) if policy_files else None
     ports = _policy.parse_named_ports(named_ports)
     options = _read_options(input_format, year, strict)
@@ -386,9 +386,16 @@ def _top(text: str) -> int:
     return int(text)
 
 
-def _check_writable(path: str) -> None:
-    """Fail before reading anything when the report could not be written."""
+def _check_writable(path: str, sources: Iterable[str] = ()) -> None:
+    """Fail before reading anything when the output could not be written, or would be
+    written over one of its sources."""
     target = Path(path)
+    if target.exists():
+        for source in sources:
+            for name in (expand([source]) if source != "-" else ()):
+                if os.path.samefile(name, target):
+                    raise UsageError(f"refusing to write {path}: it is a source of this "
+                                     "command, which would be overwritten")
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder")
@@ -399,17 +406,14 @@ def _check_writable(path: str) -> None:
 
 
 def _write(chunks: Iterable[str], out: str | None) -> None:
+    """To stdout, or to the file `out`, whole or not at all (a full disk leaves what was
+    there)."""
     if out is None:
-        for chunk in chunks:
-            sys.stdout.write(chunk)
-        sys.stdout.flush()
+        to_stdout(chunks)
         return
-    try:
-        with open(out, "w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    with replaced(out) as temp, open(temp, "w", encoding="utf-8") as f:
+        for chunk in chunks:
+            f.write(chunk)
 
 
 # --- policy lens --------------------------------------------------------------------------------
@@ -448,7 +452,7 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     if not policy_paths:
         raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml) first")
     if out is not None:
-        _check_writable(out)
+        _check_writable(out, (*sources, *policy_paths))
     policies = _policy.load_policies(policy_paths)
     options = _read_options(input_format, year, strict)
     built = _report_over(sources, store, options, connection, filters, panels=(),
@@ -499,7 +503,7 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
         "ingress" if direction == "ingress" else "egress",)
     _check_output_file(out, "here -o is the file the YAML is written to (e.g. -o policy.yaml)")
     if out is not None:
-        _check_writable(out)
+        _check_writable(out, sources)
     options = _read_options(input_format, year, strict)
     sources = _store.default_sources(sources, store)
     if sources:

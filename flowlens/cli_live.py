@@ -18,6 +18,7 @@ from flowlens import frame as _frame
 from flowlens._lazy import lazy
 from flowlens.errors import UsageError
 from flowlens.load import ReadOptions
+from flowlens.render.sink import STDOUT, LineFile, to_stdout, written
 from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class _Printer:
     table's records are aligned at the end by `_native.Table`. Other runs go through a frame
     and the reference renderer."""
 
-    def __init__(self, stream: FlowStream, render: _Render, save: IO[bytes] | None) -> None:
+    def __init__(self, stream: FlowStream, render: _Render, save: LineFile | None) -> None:
         self.stream = stream
         self.render = render
         self.save = save
@@ -180,13 +181,12 @@ class _Printer:
             if self.save is not None and lines is not None:
                 for line in lines:  # one flush per line: a killed process loses one at most
                     self.save.write(line)
-                    self.save.flush()
-            out = sys.stdout
-            if self.render.fmt == "jsonpb" and lines is not None:
-                out.buffer.write(b"".join(lines))
-            else:
-                out.buffer.write(self._text(decoded))
-            out.flush()
+            with written(STDOUT):
+                if self.render.fmt == "jsonpb" and lines is not None:
+                    sys.stdout.buffer.write(b"".join(lines))
+                else:
+                    sys.stdout.buffer.write(self._text(decoded))
+                sys.stdout.flush()
             if self.status:
                 self.status.update()
 
@@ -229,8 +229,9 @@ class _Printer:
         else:
             merged = _proto.merge_batches([d.batch for d in self.held])
             text = "".join(self.render.reference(_frame.build(merged))).encode()
-        sys.stdout.buffer.write(text)
-        sys.stdout.flush()
+        with written(STDOUT):
+            sys.stdout.buffer.write(text)
+            sys.stdout.flush()
 
     def tick(self) -> None:
         if self.status:
@@ -309,11 +310,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _open_save(path: str | None) -> IO[bytes] | None:
+def _open_save(path: str | None) -> LineFile | None:
     if path is None:
         return None
     try:
-        return open(path, "wb")
+        return LineFile(path, "--save file")
     except OSError as exc:
         raise UsageError(f"cannot write --save file {path}: {exc.strerror}") from None
 
@@ -326,11 +327,10 @@ def print_status(connection: Connection, output: str) -> None:
 
     status = server_status(connection, timeout=max(connection.timeout, 1.0))
     if output == "json":
-        click.echo(_jsonpb.encode_message(_protodict.message_to_dict(status),
-                                          "observer.ServerStatusResponse"))
+        to_stdout([_jsonpb.encode_message(_protodict.message_to_dict(status),
+                                          "observer.ServerStatusResponse") + "\n"])
         return
-    for line in _live.server_status_lines(status):
-        sys.stdout.write(line)
+    to_stdout(_live.server_status_lines(status))
 
 
 def print_nodes(connection: Connection, output: str) -> None:
@@ -338,11 +338,10 @@ def print_nodes(connection: Connection, output: str) -> None:
 
     response = get_nodes(connection, timeout=max(connection.timeout, 1.0))
     if output == "json":
-        click.echo(_jsonpb.encode_message(_protodict.message_to_dict(response),
-                                          "observer.GetNodesResponse"))
+        to_stdout([_jsonpb.encode_message(_protodict.message_to_dict(response),
+                                          "observer.GetNodesResponse") + "\n"])
         return
-    for line in _live.nodes_table(response.nodes):
-        sys.stdout.write(line)
+    to_stdout(_live.nodes_table(response.nodes))
 
 
 # --- the replay relay -------------------------------------------------------------------------

@@ -6,8 +6,9 @@
     │   └── BadInputError   an unreadable line under --strict (exit status 2)
     ├── UsageError          a bad flag value or combination (a malformed filter, ...)
     ├── StoreError          a flow store cannot be written (another writer has it, full disk)
-    └── RelayError          a relay cannot be reached or ended the stream with an error that
-                            retrying cannot fix (wrong address, TLS failure, permission denied)
+    ├── RelayError          a relay cannot be reached or ended the stream with an error that
+    │                       retrying cannot fix (wrong address, TLS failure, permission denied)
+    └── OutputError         a result cannot be written (disk full, I/O error)
 """
 
 from __future__ import annotations
@@ -41,3 +42,7 @@ class StoreError(FlowlensError):
 
 class RelayError(FlowlensError):
     """A relay cannot be reached, or answered with an error retrying cannot fix."""
+
+
+class OutputError(FlowlensError):
+    """A result cannot be written: the disk is full, the device failed."""

@@ -1,14 +1,18 @@
-"""Running a command and measuring its peak memory (for tests of bounded memory)."""
+"""Running a command: its peak memory (tests of bounded memory), on a full disk (faults)."""
 
 from __future__ import annotations
 
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 # exec keeps the peak of the image it replaces, and a child starts as a copy of the test
 # process (hundreds of MB late in a run): its own peak would read as at least that. So the
@@ -58,3 +62,37 @@ def peak_rss_mb(args: Sequence[str], *, timeout: float, stdin: bytes | None = No
                                           out.read().decode("utf-8", "replace"),
                                           err.read().decode("utf-8", "replace"))
     return run, int(measured or 0) / 1024
+
+
+class SmallDisk:
+    """A folder where only `size` bytes fit: a tmpfs of that size where this process may mount
+    one (root), else a folder whose files the command cannot grow beyond `size` bytes
+    (RLIMIT_FSIZE: a write past it fails with EFBIG, "File too large", as one past a full
+    disk fails with ENOSPC)."""
+
+    def __init__(self, folder: Path, size: int) -> None:
+        self.path = folder
+        self.size = size
+        folder.mkdir(parents=True, exist_ok=True)
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                str(folder)], capture_output=True, check=False) \
+            if os.geteuid() == 0 and shutil.which("mount") else None
+        self.mounted = mount is not None and mount.returncode == 0
+
+    def run(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """`args` run to the end, with the folder as full as it gets."""
+        limit = None if self.mounted else self._limit
+        return subprocess.run(args, capture_output=True, text=True, timeout=300,
+                              preexec_fn=limit, check=False, **kwargs)
+
+    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, preexec_fn=None if self.mounted else self._limit,
+                                **kwargs)
+
+    def _limit(self) -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.size, self.size))
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", str(self.path)], check=False)

@@ -14,6 +14,7 @@ from flowlens.errors import UsageError
 from flowlens.frame.arrow import to_table
 from flowlens.render.jsonpb import encode_response
 from flowlens.render.records import responses
+from flowlens.render.sink import replaced
 from flowlens.sources.parquet import LOST_EVENTS_METADATA
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl", ".jsonpb")
@@ -44,20 +45,23 @@ def write_lines(lines: Iterable[str], out: IO[str]) -> int:
 
 def write_frame(df: pd.DataFrame, path: str | Path,
                 raw: list[dict[str, Any]] | None = None) -> None:
-    """Write one frame in the format the path's suffix names."""
+    """Write one frame in the format the path's suffix names; whole or not at all (OutputError
+    naming the file when the disk is full: what was there before is left as it was)."""
     kind = output_kind(path)
     lost = df.attrs.get("lost_events", [])
     flows = df.copy()
     flows.attrs = {}
-    if kind == "parquet":
-        table = to_table(flows)
-        pq.write_table(table.replace_schema_metadata({LOST_EVENTS_METADATA: json.dumps(lost)}),
-                       path)
-    elif kind == "csv":
-        flows.to_csv(path, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-    elif kind == "jsonl":
-        flows.to_json(path, orient="records", lines=True, date_format="iso", date_unit="ns")
-    else:
-        with open(path, "w", encoding="utf-8") as out:
-            write_lines(jsonpb_lines(df, raw), out)
+    with replaced(path) as temp:
+        if kind == "parquet":
+            table = to_table(flows).replace_schema_metadata(
+                {LOST_EVENTS_METADATA: json.dumps(lost)})
+            pq.write_table(table, temp)
+        elif kind == "csv":
+            flows.to_csv(temp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+        elif kind == "jsonl":
+            flows.to_json(temp, orient="records", lines=True, date_format="iso",
+                          date_unit="ns")
+        else:
+            with open(temp, "w", encoding="utf-8") as out:
+                write_lines(jsonpb_lines(df, raw), out)
 
