@@ -104,3 +104,10 @@ def test_jsonpb_values_at_their_limits_still_read() -> None:
             + _set(flow, ("flow", "time"), "1677-09-22T00:00:00Z"))
     flows, _, report = _read_jsonpb(data)
     assert (flows, report.bad_lines) == (4, 0)
+
+
+def test_a_lost_event_count_above_int64_builds() -> None:
+    from flowlens.frame import build_lost_events
+
+    lost = build_lost_events([{"num_events_lost": (1 << 64) - 1, "position": 0}])
+    assert int(lost["num_events_lost"][0]) == (1 << 64) - 1

@@ -35,6 +35,8 @@ def _arrow(values: Any, dtype: str) -> pa.Array:
         return pc.binary_join(pa.array(values, type=pa.list_(pa.string())), ",")
     if first is None:
         return pa.nulls(len(values), _null_type(dtype))
+    if dtype == "UInt64" and isinstance(first, int):
+        return pa.array(values, type=pa.uint64())  # (Arrow would infer int64: 2**63 overflows)
     return pa.array(values)
 
 
