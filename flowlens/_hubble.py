@@ -5,6 +5,8 @@ Every table here restates ../shared/spec/hubble-api.md (Cilium v1.19.4).
 
 from __future__ import annotations
 
+import re
+
 VERDICTS: tuple[str, ...] = (
     "VERDICT_UNKNOWN", "FORWARDED", "DROPPED", "ERROR", "AUDIT", "REDIRECTED", "TRACED", "TRANSLATED",
 )
@@ -225,3 +227,16 @@ _SOCK_LABELS = dict(zip(
      "SOCK_XLATE_POINT_POST_DIRECTION_FWD", "SOCK_XLATE_POINT_PRE_DIRECTION_REV",
      "SOCK_XLATE_POINT_POST_DIRECTION_REV"),
     SOCK_XLATE_POINTS, strict=True))
+
+
+# hubble neutralises terminal control characters in every record it prints (spec §3.3.8): ESC
+# as `^[`, CR as `\r`. Text flowlens prints that hubble does not (node listings, messages on
+# stderr) shows every other control character as `\xNN` too (BEL, LF, TAB, DEL, C1 ...).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """A string from a flow or a relay, safe to print on one line of a terminal."""
+    text = text.replace("\x1b", "^[").replace("\r", "\\r")
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                         else f"\\u{ord(m.group()):04x}", text)

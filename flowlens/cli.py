@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -16,11 +17,11 @@ from flowlens import filters as _filters
 from flowlens._lazy import lazy
 from flowlens.cli_live import counted
 from flowlens.errors import FlowlensError, RelayError, UsageError
-from flowlens.frame import take
-from flowlens.load import ReadOptions, load
+from flowlens.frame import build, take
+from flowlens.load import ReadOptions, iter_batches, load
 from flowlens.render.sink import replaced, to_stdout
 from flowlens.sources.batch import ReadReport
-from flowlens.sources.files import FORMATS, expand
+from flowlens.sources.files import DEFAULT_MAX_LINE, FORMATS, expand, parse_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,6 +61,9 @@ def input_options(f: F) -> F:
                      help="Year of year-less timestamps (default: inferred from file time)."),
         click.option("--strict", is_flag=True,
                      help="Stop at the first unreadable line (exit status 2)."),
+        click.option("--max-line-size", default="16MiB", show_default=True, metavar="SIZE",
+                     expose_value=False, callback=_max_line,
+                     help="Longest input line taken (a longer one is skipped as unreadable)."),
     ]):
         f = option(f)
     return f
@@ -105,10 +109,16 @@ def _one_window(command: click.Command) -> click.Command:
     return command
 
 
+def _max_line(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    """--max-line-size, kept for `_read_options` (every reading command has it)."""
+    ctx.meta["max_line"] = parse_size(value)
+
+
 def _read_options(input_format: str | None, year: int | None, strict: bool,
                   keep_raw: bool = False) -> ReadOptions:
+    max_line = click.get_current_context().meta.get("max_line", DEFAULT_MAX_LINE)
     return ReadOptions(input_format=input_format, year=year, strict=strict, keep_raw=keep_raw,
-                       report=ReadReport(strict=strict))
+                       report=ReadReport(strict=strict), max_line=max_line)
 
 
 def _report_bad_lines(report: ReadReport) -> None:
@@ -199,26 +209,53 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     # CEL expressions see the whole flows of jsonpb sources, as hubble does.
     options = _read_options(input_format, year, strict,
                             keep_raw=fmt == "jsonpb" or filters.has_cel)
+    render = functools.partial(_render, fmt=fmt, time_format=time_format,
+                               node_name=print_node_name, policy_names=print_policy_names,
+                               numeric=numeric, color=colored)
     if filters.follow and len(input_files) == 1 and _store.is_store(input_files[0]):
         if fmt == "table":
             raise UsageError("-o table cannot be used with --follow")
-        _store.follow_store(input_files[0], filters, options, lambda frame: _render(
-            frame, None, fmt, time_format, print_node_name, print_policy_names, numeric,
-            colored))
+        _store.follow_store(input_files[0], filters, options, lambda frame: render(frame, None))
         return
     extent = _store.prune(input_files, filters, options)
-    df, raw = load(input_files, options)
-    shown = _filters.selection(filters, df, None if extent is None else extent[1],
-                               originals=raw)
-    chosen = take(df, shown.rows, shown.lost)
-    if raw is not None:
-        raw = [raw[i] for i in shown.rows] if fmt == "jsonpb" else None
-    to_stdout(_render(chosen, raw, fmt, time_format, print_node_name, print_policy_names,
-                      numeric, colored))
+    if _streams(input_files, fmt, filters):
+        _tail_stream(input_files[0], options, filters, fmt, render)
+    else:
+        df, raw = load(input_files, options)
+        shown = _filters.selection(filters, df, None if extent is None else extent[1],
+                                   originals=raw)
+        chosen = take(df, shown.rows, shown.lost)
+        if raw is not None:
+            raw = [raw[i] for i in shown.rows] if fmt == "jsonpb" else None
+        to_stdout(render(chosen, raw))
     _report_bad_lines(options.report)
 
 
-def _render(df: pd.DataFrame, raw: list[dict[str, Any]] | None, fmt: str, time_format: str,
+def _streams(sources: tuple[str, ...], fmt: str, filters: _filters.Filters) -> bool:
+    """Whether tail prints flows as they are read (stdin as it arrives, any file in bounded
+    memory): one source, and nothing that needs the whole input first (a table aligns over
+    all rows; --first/--last pick by time; a --since/--until duration counts back from the
+    newest flow)."""
+    relative = any(t is not None and _filters.parse_duration(t) is not None
+                   for t in (filters.since, filters.until))
+    return (len(sources) == 1 and fmt != "table" and filters.first is None
+            and filters.last is None and not relative)
+
+
+def _tail_stream(source: str, options: ReadOptions, filters: _filters.Filters, fmt: str,
+                 render: Callable[..., Iterator[str]]) -> None:
+    """Each batch printed as it is read: what hubble shows of a record depends on the record
+    alone (and its place among the others), so batch by batch is the same as the whole."""
+    continued = _live.Continued(fmt)
+    for batch in iter_batches(source, options):
+        df = build(batch)
+        shown = _filters.selection(filters, df, originals=batch.raw)
+        raw = [batch.raw[i] for i in shown.rows] if batch.raw is not None and fmt == "jsonpb" \
+            else None
+        to_stdout(continued(render(take(df, shown.rows, shown.lost), raw)))
+
+
+def _render(df: pd.DataFrame, raw: list[dict[str, Any]] | None, *, fmt: str, time_format: str,
             node_name: bool, policy_names: bool, numeric: bool, color: bool) -> Iterator[str]:
     if fmt == "jsonpb":
         return _outputs.jsonpb_lines(df, raw)
@@ -373,7 +410,8 @@ def _report_over(sources: tuple[str, ...], store: str | None, options: ReadOptio
 def _relay_window(connection: Connection, filters: _filters.Filters) -> _relay.RelayWindow:
     """The relay's window (`flowlens.live.read_window`), for a command given no SOURCE."""
     try:
-        return _relay.read_window(connection, filters)
+        return _relay.read_window(
+            connection, filters, on_event=lambda text: click.echo(f"flowlens: {text}", err=True))
     except RelayError as exc:
         # Say why a relay was asked at all: the user may have meant to name files.
         raise RelayError(f"no SOURCE given, so flows were asked of hubble-relay at "

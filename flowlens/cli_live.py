@@ -7,7 +7,7 @@ import functools
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
@@ -136,6 +136,22 @@ class _Render:
                         policy_names=self.policy_names, numeric=self.numeric, color=self.color)
 
 
+class Continued:
+    """Text of several frames as one output: in hubble's dict format every block but the
+    first of the whole output has a separator line, not the first of each frame."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.blocks = 0
+
+    def __call__(self, blocks: Iterable[str]) -> Iterator[str]:
+        for i, block in enumerate(blocks):
+            if self.fmt == "dict" and i == 0 and self.blocks:
+                block = "------------\n" + block
+            self.blocks += 1
+            yield block
+
+
 class _Printer:
     """Writes what a stream delivers: flows to stdout in the chosen format, every flow to
     --save, node status to stderr; keeps the terminal status line out of the way.
@@ -150,7 +166,7 @@ class _Printer:
         self.save = save
         self.status = _live.StatusLine(sys.stderr, stream.stats) if is_tty(sys.stderr) \
             else None
-        self.blocks = 0  # records printed: every dict block but the first has a separator
+        self.continued = Continued(render.fmt)  # (also counts the records printed)
         self.lock = threading.Lock()
         module = _native.native()
         self.table = module.Table(node_name=render.node_name) \
@@ -198,10 +214,10 @@ class _Printer:
                 (r.fmt != "table" or self.table is not None):
             text = decoded.native.render(r.fmt, time_format=r.time_format,
                                          node_name=r.node_name, policy_names=r.policy_names,
-                                         numeric=r.numeric, separator=self.blocks > 0,
-                                         table=self.table)
+                                         numeric=r.numeric,
+                                         separator=self.continued.blocks > 0, table=self.table)
             if text is not None:
-                self.blocks += records
+                self.continued.blocks += records
                 return text
         if r.fmt == "table":
             if self.table is None:
@@ -212,13 +228,7 @@ class _Printer:
                         node_name=r.node_name, policy_names=r.policy_names, numeric=r.numeric):
                     self.table.add(cells)
             return b""
-        parts = []
-        for i, block in enumerate(r.reference(_frame.build(decoded.batch))):
-            if r.fmt == "dict" and i == 0 and self.blocks:
-                block = "------------\n" + block
-            self.blocks += 1
-            parts.append(block)
-        return "".join(parts).encode()
+        return "".join(self.continued(r.reference(_frame.build(decoded.batch)))).encode()
 
     def finish(self) -> None:
         """A table, aligned over every record, once the stream has ended."""
@@ -296,6 +306,7 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
             saver.close()
     stats = stream.stats
     if interrupted or filters.follow or stats.lost_events or stats.lost_records \
+            or stats.bad_records \
             or is_tty(sys.stderr):
         sys.stderr.write(_live.summary_line(stats, connection.server))
 

@@ -79,7 +79,8 @@ class RelayWindow:
 
 
 def read_window(conn: Connection, filters: Filters,
-                now: datetime | pd.Timestamp | None = None) -> RelayWindow:
+                now: datetime | pd.Timestamp | None = None,
+                on_event: Callable[[str], None] | None = None) -> RelayWindow:
     """The flows of the --since/--until/--first/--last window, without following (every flow
     the relay holds when none selects: hubble would send only its last 20).
 
@@ -92,16 +93,16 @@ def read_window(conn: Connection, filters: Filters,
         filters = replace(filters, all=True)
     local = filters.first is None and filters.last is None and _answerable_here(filters)
     asked = replace(filters, flags=(), allowlist=(), denylist=()) if local else filters
-    flows = _read(conn, asked, moment)
+    flows = _read(conn, asked, moment, on_event)
     oldest, newest = _read(conn, Filters(first=1), moment), _read(conn, Filters(last=1), moment)
     held = (oldest["time"].min() if len(oldest) else None,
             newest["time"].max() if len(newest) else None)
     return RelayWindow(flows, not local, held, moment)
 
 
-def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | None
-          ) -> pd.DataFrame:
-    stream = relay_stream(conn, filters, now=now)
+def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | None,
+          on_event: Callable[[str], None] | None = None) -> pd.DataFrame:
+    stream = relay_stream(conn, filters, now=now, on_event=on_event)
     return _frame.build(merge_batches([decoded.batch for decoded in stream]))
 
 

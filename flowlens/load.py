@@ -13,6 +13,7 @@ from flowlens.errors import InputError, UsageError
 from flowlens.filters import Filters, select, time_window
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import (
+    DEFAULT_MAX_LINE,
     PARQUET_MAGIC,
     detect_format,
     expand,
@@ -33,8 +34,8 @@ else:
 
 @dataclass
 class ReadOptions:
-    """How to read sources: forced format, year for year-less timestamps, strictness, and
-    what of Parquet sources and stores to read."""
+    """How to read sources: forced format, year for year-less timestamps, strictness, the
+    longest line taken, and what of Parquet sources and stores to read."""
 
     input_format: str | None = None
     year: int | None = None
@@ -46,6 +47,7 @@ class ReadOptions:
     # partitions and row groups that can hold flows of this window.
     columns: Sequence[str] | None = None
     window: TimeRange = field(default_factory=TimeRange)
+    max_line: int = DEFAULT_MAX_LINE
 
     def __post_init__(self) -> None:
         from flowlens.sources.text import check_year
@@ -101,7 +103,8 @@ def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
     if fmt == "jsonpb":
         from flowlens.sources.jsonpb import read_jsonpb
 
-        return read_jsonpb(opened, options.report, options.batch_size, options.keep_raw)
+        return read_jsonpb(opened, options.report, options.batch_size, options.keep_raw,
+                           options.max_line)
     if fmt == "parquet":
         from flowlens.sources.parquet import read_parquet
 
@@ -110,7 +113,7 @@ def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
     from flowlens.sources.text import read_text
 
     return read_text(opened, options.report, fmt, year=options.year,
-                     batch_size=options.batch_size)
+                     batch_size=options.batch_size, max_line=options.max_line)
 
 
 Extent = tuple["pd.Timestamp | None", "pd.Timestamp | None"]

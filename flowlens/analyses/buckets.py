@@ -39,7 +39,10 @@ class Buckets:
     def of(self, times: pd.Series) -> np.ndarray:
         """The bucket number of every time; -1 for NaT and times outside the buckets."""
         ns = np.asarray(times.array.asi8, dtype=np.int64)
-        index = (ns - self.start.value) // self.size.value
+        # floor((ns - start) / size) without forming ns - start, which overflows int64 for
+        # times centuries apart.
+        size, start = self.size.value, self.start.value
+        index = ns // size - start // size - (ns % size < start % size)
         outside = (ns == np.iinfo(np.int64).min) | (index < 0) | (index >= self.count)
         index[outside] = -1
         return index
@@ -59,9 +62,9 @@ def parse_bucket(text: str) -> pd.Timedelta:
 
 def choose_bucket(start: pd.Timestamp, end: pd.Timestamp) -> pd.Timedelta:
     """The smallest nice step that covers start..end in at most TARGET_BUCKETS buckets."""
-    span = end - start
+    span = end.value - start.value  # in ns (a Timedelta holds 292 years, times 584 apart)
     for step in _NICE_STEPS:
-        if span <= step * TARGET_BUCKETS:
+        if span <= step.value * TARGET_BUCKETS:
             return step
     return _NICE_STEPS[-1]
 
@@ -71,11 +74,12 @@ def time_buckets(start: pd.Timestamp, end: pd.Timestamp,
     """Buckets covering start..end (both included); `size` None adapts it to the window."""
     step = choose_bucket(start, end) if size is None else size
     first = _floor_epoch(start, step)
-    count = int((end - first) // step) + 1
+    count = (end.value - first.value) // step.value + 1
     if count > MAX_BUCKETS:
+        span = end.value - start.value
         raise UsageError(f"--bucket {duration_text(step)} makes {count:,} buckets over "
-                         f"{duration_text(end - start)}; use a bucket of at least "
-                         f"{duration_text((end - start) / MAX_BUCKETS)}")
+                         f"{duration_text(span)}; use a bucket of at least "
+                         f"{duration_text(span // MAX_BUCKETS)}")
     return Buckets(first, step, count)
 
 
@@ -95,12 +99,17 @@ def window_buckets(start: pd.Timestamp | None, end: pd.Timestamp | None,
 
 
 def _floor_epoch(moment: pd.Timestamp, step: pd.Timedelta) -> pd.Timestamp:
-    return pd.Timestamp(moment.value - moment.value % step.value, tz="UTC")
+    """The start of the step-sized bucket holding `moment` (the moment itself where that start
+    is before the earliest time the frame holds)."""
+    floor = moment.value - moment.value % step.value
+    return pd.Timestamp(floor if floor >= pd.Timestamp.min.value else moment.value, tz="UTC")
 
 
-def duration_text(delta: pd.Timedelta) -> str:
-    """How a duration reads in a report and in messages: 45s, 1m, 1h30m, 2d."""
-    seconds = max(int(delta.total_seconds()), 1)
+def duration_text(delta: pd.Timedelta | int) -> str:
+    """How a duration (or a number of nanoseconds) reads in a report and in messages: 45s, 1m,
+    1h30m, 2d."""
+    ns = delta if isinstance(delta, int) else delta.value
+    seconds = max(ns // 1_000_000_000, 1)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:

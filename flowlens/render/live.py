@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from flowlens import _hubble as H
 from flowlens._lazy import lazy
 
 if TYPE_CHECKING:
@@ -37,9 +38,23 @@ def _names(names: list[str]) -> str:
     return ", ".join(kept) + (f" (and {more} more)" if more else "")
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
 def _go_quote(text: str) -> str:
-    out = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{out}"'
+    """Go's strconv.Quote (hubble prints an error message with %q): no control character
+    reaches the terminal."""
+    out = []
+    for c in text:
+        if c in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[c])
+        elif c.isprintable() or c == " ":
+            out.append(c)
+        else:
+            out.append(f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}"
+                       if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def node_status_line(event: NodeStatus, time_format: str = "StampMilli") -> str:
@@ -47,14 +62,14 @@ def node_status_line(event: NodeStatus, time_format: str = "StampMilli") -> str:
     when = pd.Timestamp(event.time_ns, tz="UTC") if event.time_ns is not None else None
     stamp = _hubble_text.format_time(when, time_format)
     n = len(event.node_names)
-    names = _names(event.node_names)
+    names = _names([H.visible(name) for name in event.node_names])
     text = {
         "NODE_CONNECTED": f"Receiving flows from {n} nodes: {names}",
         "NODE_UNAVAILABLE": f"{n} nodes are unavailable: {names}",
         "NODE_GONE": f"{n} nodes removed from cluster: {names}",
         "NODE_ERROR": f"Error {_go_quote(event.message)} on {n} nodes: {names}",
-    }.get(event.state, f"unknown node status event: {event.state} {names}")
-    return f"{stamp} [{event.node}]: {text}\n"
+    }.get(event.state, f"unknown node status event: {H.visible(event.state)} {names}")
+    return f"{stamp} [{H.visible(event.node)}]: {text}\n"
 
 
 def _top(counts: dict[str, int]) -> str | None:
@@ -73,6 +88,8 @@ def summary_line(stats: StreamStats, server: str) -> str:
                      "(the numbers above are incomplete)")
     if stats.reconnects:
         parts.append(f", {stats.reconnects} reconnects")
+    if stats.bad_records:
+        parts.append(f", {stats.bad_records:,} flows skipped (values out of range)")
     return "flowlens: " + "".join(parts) + "\n"
 
 
@@ -196,7 +213,7 @@ def server_status_lines(status: Any) -> list[str]:
         lines.append(f"Connected Nodes: {connected}/{connected + unavailable}")
         if unavailable:
             lines.append(f"Unavailable Nodes: {unavailable}")
-            lines += [f"  - {name}" for name in status.unavailable_nodes]
+            lines += [f"  - {H.visible(name)}" for name in status.unavailable_nodes]
     return [line + "\n" for line in lines]
 
 
@@ -208,8 +225,9 @@ def nodes_table(nodes: Iterable[Any]) -> list[str]:
     """GetNodes as an aligned table."""
     rows = [["NAME", "STATE", "ADDRESS", "TLS", "UPTIME", "SEEN FLOWS", "CURRENT/MAX FLOWS"]]
     for n in nodes:
-        tls = n.tls.server_name or "yes" if n.tls.enabled else "no"
-        rows.append([n.name, _NODE_STATES.get(n.state, str(n.state)), n.address or "-", tls,
+        tls = H.visible(n.tls.server_name) or "yes" if n.tls.enabled else "no"
+        rows.append([H.visible(n.name), _NODE_STATES.get(n.state, str(n.state)),
+                     H.visible(n.address) or "-", tls,
                      go_duration(n.uptime_ns), f"{n.seen_flows:,}",
                      f"{n.num_flows:,}/{n.max_flows:,}"])
     widths = [max(len(r[i]) for r in rows) + 3 for i in range(len(rows[0]) - 1)]

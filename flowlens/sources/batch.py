@@ -6,16 +6,19 @@ Sources never import pandas; `flowlens.frame` turns batches into the typed frame
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowlens._hubble import visible
 from flowlens.errors import BadInputError
 
 # How many bad lines are shown with file:line before only the count is reported.
 SHOWN_BAD_LINES = 5
 MAX_REASON = 200  # characters of why a line is bad
+MAX_NODE_STATUS = 1000  # node status records kept (a long capture may hold one a second)
 
 
 @dataclass
@@ -42,12 +45,20 @@ class ReadReport:
     examples: list[str] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
     other_records: int = 0
-    node_status: list[dict[str, Any]] = field(default_factory=list)
+    # Node status records (the relay serves them): the newest MAX_NODE_STATUS, and how many.
+    node_status: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=MAX_NODE_STATUS))
+    node_status_seen: int = 0
+
+    def add_node_status(self, record: dict[str, Any]) -> None:
+        self.node_status.append(record)
+        self.node_status_seen += 1
 
     def bad(self, where: str, why: str) -> None:
         """Count one unreadable line; under --strict it stops the read instead."""
         if len(why) > MAX_REASON:  # reasons may quote the line, which may be megabytes
             why = why[:MAX_REASON] + "..."
+        why = visible(why)
         message = f"{where}: {why}"
         if self.strict:
             raise BadInputError(message)

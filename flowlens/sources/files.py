@@ -6,14 +6,17 @@ import gzip
 import io
 import os
 import re
+import select
+import stat
 import sys
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from flowlens.errors import InputError
+from flowlens.errors import InputError, UsageError
 
 FORMATS = ("jsonpb", "compact", "dict", "table", "parquet")
 # Names users may also type for a format.
@@ -150,5 +153,142 @@ def _is_text(head: bytes) -> bool:
     return True
 
 
-def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
-    yield from stream
+# The longest line a reader takes (--max-line-size): a longer one is a bad line, read through
+# in bounded memory (an endless line, `/dev/zero`, would otherwise fill memory).
+DEFAULT_MAX_LINE = 16 << 20
+# From a pipe, a block is handed on when no more input comes for STREAM_PAUSE seconds, or
+# STREAM_LATENCY seconds after its first line at the latest: lines show as they arrive, and a
+# fast producer still fills large blocks.
+STREAM_PAUSE, STREAM_LATENCY = 0.02, 0.2
+
+
+def parse_size(text: str, flag: str = "--max-line-size") -> int:
+    """A size such as 16MiB, 512KiB, 1GiB or 1000000 (bytes): from 1 KiB to 4 GiB."""
+    m = re.fullmatch(r"(\d{1,12})\s*([KMG]i?B?|B)?", text.strip(), re.IGNORECASE)
+    if m is None:
+        raise UsageError(f"invalid value {text!r} for {flag}: want a size like 16MiB")
+    unit = (m[2] or "B").upper().rstrip("B").removesuffix("I")
+    size = int(m[1]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
+    if not 1 << 10 <= size <= 4 << 30:
+        raise UsageError(f"invalid value {text!r} for {flag}: want a size from 1KiB to 4GiB")
+    return size
+
+
+@dataclass
+class LineBlocks:
+    """A stream as blocks of whole lines, in bounded memory.
+
+    Each block (bytes) holds whole lines ending with "\n", about `size` bytes or `max_lines`
+    lines at most; the last block may end with a line without newline (`unterminated`). A line
+    longer than `max_line` bytes is read through without being kept, replaced by an empty line
+    (line numbers stay true), and `on_long(line number)` names it. From a pipe or a terminal a
+    block ends as soon as no more input is ready, so lines are handed on as they arrive;
+    `paused` tells, after each block, whether the input paused there."""
+
+    stream: BinaryIO
+    on_long: Callable[[int], None]
+    size: int = 4 << 20
+    max_line: int = DEFAULT_MAX_LINE
+    max_lines: int | None = None
+    paused: bool = False
+
+    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
+        self._pending = bytearray()  # the start of a line not yet ended
+        self._skipping = False  # inside a line too long to keep
+        self._lines = 0  # lines handed on so far
+        streaming = _is_stream(self.stream)
+        read1 = getattr(self.stream, "read1", self.stream.read)
+        eof = False
+        while not eof:
+            block = bytearray()
+            self.paused = False
+            due = None  # when a block from a stream is handed on, ready or not
+            while len(block) < self.size:
+                chunk = read1(max(self.size - len(block), 1 << 16))
+                if not chunk:
+                    eof = True
+                    break
+                self._take(chunk, block)
+                if block and streaming:
+                    due = due or time.monotonic() + STREAM_LATENCY
+                    wait = min(STREAM_PAUSE, due - time.monotonic())
+                    if wait <= 0 or not _ready(self.stream, wait):
+                        self.paused = True  # hand on what arrived
+                        break
+            if block:
+                yield from self._split(self._check_lines(block))
+        self.paused = False
+        if self._skipping:
+            yield b"\n", False
+        elif self._pending:
+            yield bytes(self._pending), True
+
+    def _take(self, chunk: bytes, block: bytearray) -> None:
+        """Whole lines of `chunk` onto `block`, the rest kept (or skipped, if too long)."""
+        if self._skipping:
+            ends = chunk.find(b"\n")
+            if ends < 0:
+                return
+            chunk, self._skipping = chunk[ends + 1:], False
+            block += b"\n"  # the long line, left empty
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._pending += chunk
+        else:
+            block += self._pending
+            block += memoryview(chunk)[:end + 1]
+            self._pending[:] = memoryview(chunk)[end + 1:]
+        if len(self._pending) > self.max_line:
+            self.on_long(self._lines + block.count(b"\n") + 1)
+            self._skipping = True
+            self._pending.clear()
+
+    def _split(self, block: bytes) -> Iterator[tuple[bytes, bool]]:
+        """The block in pieces of at most `max_lines` lines."""
+        start = 0
+        while start < len(block):
+            end = len(block)
+            if self.max_lines is not None:
+                at = start
+                for _ in range(self.max_lines):
+                    at = block.find(b"\n", at) + 1
+                    if not at:
+                        break
+                end = at or end
+            self._lines += block.count(b"\n", start, end)
+            yield block[start:end], False
+            start = end
+
+    def _check_lines(self, block: bytearray) -> bytes:
+        """The block with lines longer than max_line emptied (a block longer than the cap may
+        hold one that came in one chunk)."""
+        if len(block) <= self.max_line:
+            return bytes(block)
+        parts = bytes(block).split(b"\n")
+        for i, part in enumerate(parts):
+            if len(part) > self.max_line:
+                self.on_long(self._lines + i + 1)
+                parts[i] = b""
+        return b"\n".join(parts)
+
+
+def too_long(max_line: int) -> str:
+    """Why a line longer than `max_line` bytes is a bad line."""
+    size = f"{max_line >> 20} MiB" if not max_line % (1 << 20) else f"{max_line:,} bytes"
+    return f"line longer than {size} (--max-line-size)"
+
+
+def _is_stream(stream: BinaryIO) -> bool:
+    """A pipe, terminal or socket (input arrives over time), not a regular file."""
+    try:
+        return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def _ready(stream: BinaryIO, wait: float) -> bool:
+    """More input comes on the descriptor within `wait` seconds."""
+    try:
+        return bool(select.select([stream.fileno()], [], [], wait)[0])
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import orjson
@@ -22,9 +22,10 @@ import pyarrow.json as pj
 from google.protobuf import json_format
 
 from flowlens import _hubble as H
-from flowlens.sources.batch import FlowBatch, ReadReport
+from flowlens.errors import InputError
+from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
 from flowlens.sources.camel import flow_to_proto_names, lost_event_to_proto_names, to_proto_names
-from flowlens.sources.files import Opened
+from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, too_long
 from flowlens.sources.protodict import response_from_dict
 
 _S = pa.string()
@@ -68,6 +69,12 @@ _FLOW = _struct(
 )
 _LOST = _struct(source=_S, num_events_lost=_S, cpu=_I, first=_S, last=_S)
 SCHEMA = pa.schema([("flow", _FLOW), ("lost_events", _LOST), ("node_name", _S), ("time", _S)])
+# At most this many lines per block: Arrow gives every row every field of the schema, so a
+# block of tiny records (`{}`) would otherwise be gigabytes (flows are about 1 KB: 4 MiB holds
+# some 3,000).
+MAX_BLOCK_LINES = 8192
+# The largest JSON array read (it is parsed whole; one record per line has no limit).
+MAX_ARRAY = 256 << 20
 # At most 4 MiB of text per batch (about 3,000 flows). A block's working set (Arrow's decoded
 # table and the columns derived from it) is several times its text, and the allocators keep
 # their high-water mark resident: 16 MiB blocks left ~150 MB beside the frame for the whole read
@@ -90,19 +97,20 @@ _FLOW_KEYS = frozenset({"verdict", "Type", "IP", "l4", "source", "destination", 
 
 
 def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
-                keep_raw: bool = False) -> Iterator[FlowBatch]:
-    """Yield batches of flows from one jsonpb source; bad lines go to `report`."""
+                keep_raw: bool = False, max_line: int = DEFAULT_MAX_LINE) -> Iterator[FlowBatch]:
+    """Yield batches of flows from one jsonpb source; bad lines go to `report`. Lines longer
+    than `max_line` bytes are bad lines, read through in bounded memory."""
     head = opened.stream.peek(64).lstrip()  # type: ignore[attr-defined]
     if head[:1] == b"[":
-        yield from _read_array(opened, report, batch_size, keep_raw)
+        yield from _read_array(opened, report, batch_size, keep_raw, max_line)
         return
     position = 0
     first_line = 1
-    stream = opened.stream
-    while True:
-        block = _read_block(stream, min(batch_size * 1200, MAX_BLOCK))
-        if not block:
-            return
+    blocks = LineBlocks(opened.stream,
+                        lambda line: report.bad(f"{opened.name}:{line}", too_long(max_line)),
+                        min(batch_size * 1200, MAX_BLOCK), max_line,
+                        min(batch_size, MAX_BLOCK_LINES))
+    for block, at_end in blocks:
         where = _Where(opened.name, first_line)
         first_line += block.count(b"\n")
         first = block[:block.find(b"\n")]
@@ -128,26 +136,18 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
                 position += batch.size
                 yield batch
                 continue
-        at_end = stream.peek(1) == b""  # type: ignore[attr-defined]
         # Lines end at "\n" only (bytes.splitlines would also split at "\r").
-        lines = [line + b"\n" for line in bytes(block).split(b"\n")]
+        lines = [line + b"\n" for line in block.split(b"\n")]
         lines[-1] = lines[-1][:-1]
-        records = _decode_lines(lines, where, at_end, report)
-        batch = _from_records(records, where, position, report, keep_raw)
+        with paused_gc():  # a block of tiny records is a million small objects
+            records = _decode_lines(lines, where, at_end, report)
+            batch = _from_records(records, where, position, report, keep_raw)
+            del records
         position += batch.size
         yield batch
 
 
-def _read_block(stream: BinaryIO, size: int) -> bytearray:
-    """A block of whole lines: a big read, completed to the end of its last line, in one buffer
-    (reading and then joining the rest of the line would hold the block twice)."""
-    block = bytearray(size)
-    del block[stream.readinto(block) or 0:]  # type: ignore[attr-defined]
-    block += stream.readline()
-    return block
-
-
-def _check_utf8(block: bytearray) -> None:
+def _check_utf8(block: bytes) -> None:
     """UnicodeDecodeError unless the block is UTF-8, checked by Arrow in place (no copy)."""
     data = pa.py_buffer(block)
     offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int32).tobytes())
@@ -192,9 +192,15 @@ def _decode_lines(lines: list[bytes], where: Callable[[int], str], at_end: bool,
 
 
 def _read_array(opened: Opened, report: ReadReport, batch_size: int,
-                keep_raw: bool) -> Iterator[FlowBatch]:
+                keep_raw: bool, max_line: int) -> Iterator[FlowBatch]:
+    """A JSON array is parsed whole: up to MAX_ARRAY bytes (or --max-line-size if larger)."""
+    limit = max(MAX_ARRAY, max_line)
+    text = opened.stream.read(limit + 1)
+    if len(text) > limit:
+        raise InputError(f"{opened.name}: a JSON array larger than {limit >> 20} MiB; write "
+                         "one record per line instead (jq -c '.[]')")
     try:
-        items = orjson.loads(opened.stream.read())
+        items = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         report.bad(opened.name, f"not a JSON array ({exc.args[0]})")
         return
@@ -219,7 +225,10 @@ def normalize(rec: Any) -> dict[str, Any] | None:
         raise ValueError("not a JSON object")
     if any(k in rec for k in ("flow", "lost_events", "node_status", "lostEvents", "nodeStatus")):
         out = to_proto_names(rec)
-        return out if isinstance(out, dict) else None
+        kinds = ("flow", "lost_events", "node_status")
+        # `{"flow": null}` carries nothing either.
+        return out if isinstance(out, dict) and any(isinstance(out.get(k), dict)
+                                                    for k in kinds) else None
     if "num_events_lost" in rec or "numEventsLost" in rec:
         return {"lost_events": lost_event_to_proto_names(rec)}  # legacy `-o json` bare LostEvent
     if _FLOW_KEYS.intersection(rec):
@@ -239,7 +248,7 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
             report.bad(where(i), str(exc))
             continue
         if norm is None:
-            report.other_records += 1
+            report.bad(where(i), "not a Hubble record (no flow, lost_events or node_status)")
             continue
         # Records kept as written (to be written back or served) must be whole Hubble
         # messages, also in the fields the frame does not read.
@@ -248,7 +257,7 @@ def _from_records(records: list[tuple[int, Any]], where: Callable[[int], str], p
             report.bad(where(i), f"not a Hubble flow ({why})")
             continue
         if "node_status" in norm:
-            report.node_status.append(norm)
+            report.add_node_status(norm)
             continue
         good.append((i, norm, orjson.dumps(norm)))
     table = _decode_block([line for _, _, line in good])
@@ -273,7 +282,7 @@ def _not_a_message(record: dict[str, Any]) -> str | None:
     """Why protobuf cannot take the record as a GetFlowsResponse (as hubble reads it), if so."""
     try:
         response_from_dict(record)
-    except (json_format.ParseError, ValueError, TypeError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         return str(exc)
     return None
 
@@ -308,10 +317,11 @@ _RANGES = (
     (("flow", "event_type", "sub_type"), "event sub type", -(1 << 15), (1 << 15) - 1),
     (("flow", "policy_match_type"), "policy_match_type", 0, _UINT32),
     (("flow", "interface", "index"), "interface index", 0, _UINT32),
-    (("flow", "l7", "http", "code"), "HTTP code", 0, (1 << 15) - 1),
-    (("flow", "l7", "dns", "rcode"), "DNS rcode", 0, (1 << 15) - 1),
+    (("flow", "l7", "http", "code"), "HTTP code", 0, _UINT32),
+    (("flow", "l7", "dns", "rcode"), "DNS rcode", 0, _UINT32),
     (("lost_events", "cpu"), "lost-event cpu", -_INT32, _INT32 - 1),
 )
+_RESPONSE_CODES = ((("l7", "http", "code"), "HTTP code"), (("l7", "dns", "rcode"), "DNS rcode"))
 # 64-bit numbers, which protojson writes as strings.
 _UINT64_TEXT = (
     (("flow", "l7", "latency_ns"), "latency_ns"),
@@ -338,6 +348,12 @@ def _problem(table: pa.Table) -> str | None:
         if pc.any(outside).as_py():
             bad = values.filter(pc.fill_null(outside, False))[0].as_py()
             return f"{what} {bad} is outside {low}..{high}"
+    response = pc.fill_null(pc.equal(_field(columns["flow"], "l7", "type"), "RESPONSE"), False)
+    for path, what in _RESPONSE_CODES:  # the frame keeps them (as Int16) for responses
+        values = pc.filter(_field(columns["flow"], *path), response)
+        if pc.any(pc.greater(values, (1 << 15) - 1)).as_py():
+            bad = values.filter(pc.fill_null(pc.greater(values, (1 << 15) - 1), False))[0]
+            return f"{what} {bad.as_py()} is outside 0..32767"
     for path, what in _UINT64_TEXT:
         values = _field(columns[path[0]], *path[1:])
         try:

@@ -24,7 +24,7 @@ from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.sources.batch import FlowBatch, paused_gc
-from flowlens.sources.native import NativeRun, Shapes, native
+from flowlens.sources.native import NativeRun, Shapes, _from_buffers, native
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,6 +112,7 @@ class DecodedBatch:
                     key = str(item["values"])
                     counts[key] = counts.get(key, 0) + int(item["counts"])
         return counts
+    bad: list[str] = field(default_factory=list)  # why each flow skipped was (out of range)
 
 
 def _timestamp_ns(ts: Any) -> int:
@@ -173,6 +174,38 @@ _SPARSE_TYPES = {"ip_trace_id": "uint64", "latency_ns": "uint64", "http_code": "
 _MAX_SHAPES = 100_000
 
 
+_MIN_NS, _MAX_NS = -(1 << 63) + 1, (1 << 63) - 1  # what datetime64[ns] holds (NaT aside)
+_INT16 = range(-(1 << 15), 1 << 15)
+_RESPONSE = flow_pb2.L7FlowType.Value("RESPONSE")
+
+
+# The per-flow numbers of the fast path's columns, and what the frame holds of them.
+_PER_ROW_RANGES = {"time": (_MIN_NS, _MAX_NS), "src_port": (0, 65535), "dst_port": (0, 65535),
+                   "http_code": (0, 32767), "dns_rcode": (0, 32767)}
+
+
+def _shape_problem(f: Any) -> str | None:
+    """Why a flow's shared fields do not fit the frame's columns, if they do not."""
+    if f.event_type.type not in _INT16 or f.event_type.sub_type not in _INT16:
+        return f"event type {f.event_type.type}:{f.event_type.sub_type} is outside -32768..32767"
+    if f.drop_reason > 65535:
+        return f"drop_reason {f.drop_reason} is outside 0..65535"
+    return None
+
+
+def _flow_problem(f: Any, t: int | None, sport: int, dport: int) -> str | None:
+    """Why a flow's own values do not fit the frame's columns, if they do not."""
+    if sport > 65535 or dport > 65535:
+        return f"port {max(sport, dport)} is outside 0..65535"
+    if t is not None and not _MIN_NS <= t <= _MAX_NS:
+        return "time is outside 1677-09-21 to 2262-04-11"
+    # (codes are kept for responses only)
+    if f.HasField("l7") and f.l7.type == _RESPONSE and (f.l7.http.code > 32767
+                                                       or f.l7.dns.rcode > 32767):
+        return f"HTTP code {f.l7.http.code} or DNS rcode {f.l7.dns.rcode} is outside 0..32767"
+    return None
+
+
 def _shape_values(f: Any, node: str, l7key: tuple[Any, ...] | None) -> tuple[Any, ...]:
     """The shape columns (in _SHAPE_COLUMNS order) of a flow whose per-flow fields were
     cleared; `node` is the node name to use, `l7key` (protocol, type, DNS source) or None."""
@@ -230,6 +263,9 @@ class ProtoDecoder:
         self._shape_values: list[tuple[Any, ...]] = []
         # The C fast path when built (flowlens.sources.native); this class stays the reference.
         self._fast = Shapes() if fast and native() is not None else None
+        self._bad_shapes: dict[int, str] = {}  # shapes with a value the frame cannot hold
+        self._fast_bad: set[int] = set()  # the same, among the fast path's shapes
+        self._fast_generation: Any = None
 
     def decode(self, payloads: list[bytes], *, keep_payloads: bool = False) -> DecodedBatch:
         """Decode one run of serialized responses."""
@@ -240,17 +276,19 @@ class ProtoDecoder:
         if len(self._shapes) > _MAX_SHAPES:
             self._shapes.clear()
             self._shape_values.clear()
+            self._bad_shapes.clear()
         with paused_gc():
             return self._decode(payloads, keep_payloads)
 
-    @staticmethod
-    def _decode_fast(shapes: Shapes, payloads: list[bytes],
+    def _decode_fast(self, shapes: Shapes, payloads: list[bytes],
                      keep_payloads: bool) -> DecodedBatch | None:
         """The run split in C, each new shape decoded by the reference; None when the
         reference must decode the whole run."""
         run = shapes.splitter.split(payloads)
         if run is None or not shapes.learn(run, lambda index: shape_columns(payloads[index])):
             return None
+        if self._out_of_range(run, payloads):
+            return None  # the reference skips those flows as bad records
         lost: list[dict[str, Any]] = []
         node_status: list[NodeStatus] = []
         dropped: set[int] = set()  # responses not kept: node status and empty ones
@@ -273,6 +311,24 @@ class ProtoDecoder:
         return DecodedBatch(None, node_status, kept, run.newest,
                             NativeRun(shapes, run, lost, full))
 
+    def _out_of_range(self, run: Any, payloads: list[bytes]) -> bool:
+        """Whether a flow of the fast path's run has a value the frame cannot hold."""
+        if run.generation != self._fast_generation:  # the splitter started over
+            self._fast_bad.clear()
+            self._fast_generation = run.generation
+        for shape, source in run.new_shapes:
+            if _shape_problem(_Response.FromString(payloads[source]).flow) is not None:
+                self._fast_bad.add(shape)
+        if self._fast_bad and np.isin(np.frombuffer(run.shapes()[0], np.int32),
+                                      list(self._fast_bad)).any():
+            return True
+        columns = run.columns()
+        for name, (low, high) in _PER_ROW_RANGES.items():
+            values = _from_buffers(columns[name], run.rows)
+            if pc.any(pc.or_(pc.less(values, low), pc.greater(values, high))).as_py():
+                return True
+        return False
+
     def _decode(self, payloads: list[bytes], keep_payloads: bool) -> DecodedBatch:
         # One long loop on purpose: this is the hot path (see the module docstring). The fields
         # that differ from flow to flow are read, then cleared; the rest, serialized, is the
@@ -286,6 +342,8 @@ class ProtoDecoder:
         lost: list[dict[str, Any]] = []
         node_status: list[NodeStatus] = []
         kept: list[bytes] | None = [] if keep_payloads else None
+        bad: list[str] = []
+        bad_shapes = self._bad_shapes
         port_protocols = H.PORT_PROTOCOLS
         row = 0
         for payload in payloads:
@@ -319,13 +377,20 @@ class ProtoDecoder:
                 sport = body.source_port
                 dport = body.destination_port
                 body.source_port = body.destination_port = 0
+            # A value the frame cannot hold makes the flow a bad record, never wrapped.
+            has_l7 = f.HasField("l7")
+            if sport > 65535 or dport > 65535 or not _MIN_NS <= (t or 0) <= _MAX_NS or has_l7:
+                why = _flow_problem(f, t, sport, dport)
+                if why is not None:
+                    bad.append(why)
+                    continue
             f.ClearField("time")
             f.ClearField("uuid")
             if f.HasField("trace_context"):  # per request: kept sparsely
                 sparse["trace_id"].append((row, f.trace_context.parent.trace_id or None))
                 f.ClearField("trace_context")
             l7key = None
-            if f.HasField("l7"):
+            if has_l7:
                 # L7 parts and summaries differ per flow; other summaries are few and stay in
                 # the shape.
                 l7key = _l7(f.l7, row, sparse)
@@ -341,6 +406,15 @@ class ProtoDecoder:
             if code is None:
                 code = shapes[key] = len(shape_values)
                 shape_values.append(_shape_values(f, f.node_name or r.node_name, l7key))
+                why = _shape_problem(f)
+                if why is not None:
+                    bad_shapes[code] = why
+            if code in bad_shapes:
+                bad.append(bad_shapes[code])
+                for items in sparse.values():  # what this row put there already
+                    while items and items[-1][0] == row:
+                        items.pop()
+                continue
             add_row((code, t, uuid, src_ip, dst_ip, sport, dport))
             if kept is not None:
                 kept.append(payload)
@@ -348,7 +422,7 @@ class ProtoDecoder:
         columns = self._columns(rows, sparse)
         newest = pc.max(columns["time"]).as_py() if row else None
         return DecodedBatch(FlowBatch(columns=columns, size=row, lost_events=lost),
-                            node_status, kept, newest)
+                            node_status, kept, newest, bad=bad)
 
     def _columns(self, rows: list[tuple[Any, ...]],
                  sparse: dict[str, list[tuple[int, Any]]]) -> dict[str, Any]:

@@ -20,13 +20,17 @@ import random
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from flowlens import _hubble as H
 from flowlens._lazy import lazy
 from flowlens.errors import RelayError, UsageError
+from flowlens.sources.batch import SHOWN_BAD_LINES
 
 if TYPE_CHECKING:
     import grpc
@@ -55,6 +59,7 @@ __all__ = [
 DEFAULT_SERVER = "localhost:4245"
 SERVER_ENV = "HUBBLE_SERVER"
 UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
+PATIENCE = 30.0  # seconds a bounded read waits for a relay that went away to come back
 
 # Status codes (by name) after which a stream is reopened.
 RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED",
@@ -194,7 +199,7 @@ def _code(err: grpc.RpcError) -> grpc.StatusCode:
 def describe(conn: Connection, err: grpc.RpcError) -> str:
     """One line naming the address and the gRPC status (and what it likely means)."""
     code = _code(err)
-    details = " ".join(_details(err).split())
+    details = H.visible(" ".join(_details(err).split()))  # the server's words
     hint = ""
     if _is_tls_failure(err) or (code == grpc.StatusCode.UNAVAILABLE and conn.uses_tls):
         hint = " (TLS: check --tls-ca-cert-files, --tls-server-name, client certificates, and " \
@@ -229,12 +234,15 @@ def get_nodes(conn: Connection, timeout: float = UNARY_TIMEOUT) -> observer_pb2.
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter between reopen attempts."""
+    """Exponential backoff with full jitter between reopen attempts; a stream gives up after
+    `attempts` reconnects in a row, or `patience` seconds, without receiving anything (None:
+    never)."""
 
     initial: float = 0.1
     maximum: float = 5.0
     multiplier: float = 2.0
-    attempts: int | None = None  # None: forever (a follow stream); else give up after this many
+    attempts: int | None = None
+    patience: float | None = None
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.maximum, self.initial * self.multiplier ** attempt))
@@ -249,6 +257,7 @@ class StreamStats:
     lost_records: int = 0
     reconnects: int = 0
     duplicates: int = 0
+    bad_records: int = 0  # flows skipped: a value the frame cannot hold
     verdicts: dict[str, int] = field(default_factory=dict)
     drop_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -263,6 +272,11 @@ class _Resume:
         self.recent: deque[bytes] = deque(maxlen=4096)
         self.since_ns: int | None = None
         self.seen: set[Any] = set()
+
+    def newest(self) -> int | None:
+        """The time of the newest flow received (None: none yet)."""
+        times = [t for kind, t, _ in map(_identity, self.recent) if kind == "flow" and t]
+        return max(times) if times else self.since_ns
 
     def reopen(self) -> int | None:
         """Start dropping repeats; returns the time to ask from (None: nothing seen yet)."""
@@ -315,7 +329,9 @@ class FlowStream:
         self.conn = conn
         self.request = request
         self.keep_payloads = keep_payloads
-        self.retry = retry or RetryPolicy(attempts=None if request.follow else 5)
+        # A bounded read resumes as a follow stream does, but gives up on a relay that stays
+        # away: then it has what it received, and says what is missing.
+        self.retry = retry or RetryPolicy(patience=None if request.follow else PATIENCE)
         self.run_size = run_size
         self.flush_interval = flush_interval
         self.on_event = on_event or (lambda message: None)
@@ -383,6 +399,7 @@ class FlowStream:
         """Every payload of the stream, across reopens; raises RelayError when it must stop."""
         request = self.request
         attempt = 0
+        since_progress = time.monotonic()
         while not self._cancelled.is_set():
             call = self._open(request)
             try:
@@ -391,6 +408,7 @@ class FlowStream:
                         self.stats.duplicates += 1
                         continue
                     attempt = 0
+                    since_progress = time.monotonic()
                     self._received += 1
                     self._resume.recent.append(payload)
                     yield payload
@@ -406,8 +424,11 @@ class FlowStream:
                 if not retryable:
                     raise RelayError(describe(self.conn, err)) from None
                 problem = describe(self.conn, err)
-            if self.retry.attempts is not None and attempt >= self.retry.attempts:
-                raise RelayError(f"{problem}; gave up after {attempt} reconnects")
+            waited = time.monotonic() - since_progress
+            if (self.retry.attempts is not None and attempt >= self.retry.attempts) or \
+                    (self.retry.patience is not None and waited >= self.retry.patience):
+                raise RelayError(f"{problem}; gave up after {attempt} reconnects in "
+                                 f"{waited:.0f}s: {self._missing()}")
             delay = self.retry.delay(attempt)
             attempt += 1
             self.stats.reconnects += 1
@@ -415,6 +436,15 @@ class FlowStream:
             if self._cancelled.wait(delay):
                 return
             request = self._reopen_request()
+
+    def _missing(self) -> str:
+        """What a stream that gave up did not receive, in words."""
+        newest = self._resume.newest()
+        if newest is None:
+            return "no flow was received"
+        stamp = datetime.fromtimestamp(newest // 1_000_000_000, timezone.utc)
+        return (f"{self._received:,} records were received; the flows after "
+                f"{stamp:%Y-%m-%dT%H:%M:%S}.{newest % 1_000_000_000:09d}Z are missing")
 
     def __iter__(self) -> Iterator[DecodedBatch]:
         if self._channel is None:
@@ -434,6 +464,9 @@ class FlowStream:
 
     def _count(self, decoded: DecodedBatch) -> None:
         stats = self.stats
+        for why in decoded.bad[:max(SHOWN_BAD_LINES - stats.bad_records, 0)]:
+            self.on_event(f"skipped a flow the relay sent: {why}")
+        stats.bad_records += len(decoded.bad)
         stats.flows += decoded.rows
         for event in decoded.lost_events:
             stats.lost_records += 1

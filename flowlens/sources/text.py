@@ -47,7 +47,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, BinaryIO, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 from flowlens import _hubble as H
 from flowlens.errors import UsageError
 from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
-from flowlens.sources.files import Opened
+from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, too_long
 
 __all__ = ["check_year", "read_text"]
 
@@ -507,13 +507,14 @@ class _Suffix(NamedTuple):
 
 
 def _absolute(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
-    if not _MIN_YEAR <= year <= _MAX_YEAR:
-        raise _Invalid(f"year {year} out of range")
     try:
         datetime(year, month, day, hour, minute, second)
     except ValueError as exc:
         raise _Invalid(str(exc)) from exc
-    return calendar.timegm((year, month, day, hour, minute, second)) * _NS
+    ns = _nanos_in(year, (month, day, hour, minute, second))
+    if ns is None:
+        raise _Invalid(f"{year:04d}-{month:02d}-{day:02d} is outside {_TIME_RANGE}")
+    return ns
 
 
 def _clock_fields(hms: str) -> tuple[int, int, int]:
@@ -593,7 +594,9 @@ def _milli_stamps(keys: list[str]) -> _MilliStamps | None:
 
 
 class _Clock:
-    """Turns timestamps into nanoseconds, giving year-less StampMilli stamps their year."""
+    """Turns timestamps into nanoseconds, giving year-less StampMilli stamps their year. A
+    stamp with no time in the year it gets (Feb 29 of a year that is not a leap year, a time
+    outside what the frame holds) has none (null): `problem` says why."""
 
     def __init__(self, year: int | None, reference: float) -> None:
         check_year(year)
@@ -601,7 +604,14 @@ class _Clock:
         self.reference = reference
         self.year: int | None = None  # year of the last StampMilli stamp
         self.month = 0  # its month
-        self._absolute: dict[tuple[int, tuple[int, ...]], int] = {}
+        self.problem = ""
+        self._absolute: dict[tuple[int, tuple[int, ...]], int | None] = {}
+
+    def state(self) -> tuple[int | None, int]:
+        return self.year, self.month
+
+    def restore(self, state: tuple[int | None, int]) -> None:
+        self.year, self.month = state
 
     def seconds(self, stamps: list[Stamp], index: pa.Array) -> pa.Array:
         """Nanoseconds of each row's seconds (index into `stamps`), in row order."""
@@ -629,7 +639,11 @@ class _Clock:
             hour, rest = divmod(stamps.second[first].as_py(), 3600)
             self.year, self.month = self._infer((month, day, hour, *divmod(rest, 60))), month
         # timegm is linear in the time of day: each date's midnight, plus the seconds.
-        midnight = pa.array([self._at(self.year, (*d, 0, 0, 0)) for d in stamps.dates], _INT)
+        midnights = [self._at(self.year, (*d, 0, 0, 0)) for d in stamps.dates]
+        if None in midnights or None in (self._at(self.year, (*d, 23, 59, 59))
+                                         for d in stamps.dates):
+            return None  # a date with no time in that year: stamp by stamp, to name them
+        midnight = pa.array(midnights, _INT)
         nanos = pc.add(pc.take(midnight, stamps.date), pc.multiply(stamps.second, _NS))
         return pc.take(nanos, index)
 
@@ -642,6 +656,8 @@ class _Clock:
         if isinstance(stamp, tuple):
             year = self._year_near(stamp[0]) if self.year else self._infer(stamp)
             stamp = self._at(year, stamp)
+            if stamp is None:
+                raise _Invalid(self.problem)
         return None if stamp is None else stamp + _fraction_ns(m[2])
 
     def _walk(self, stamps: list[Stamp], index: pa.Array) -> pa.Array:
@@ -673,16 +689,36 @@ class _Clock:
                 return max(_MIN_YEAR, min(year, _MAX_YEAR))
         return max(_MIN_YEAR, min(top - 1, _MAX_YEAR))
 
-    def _at(self, year: int, stamp: tuple[int, int, int, int, int]) -> int:
+    def _at(self, year: int, stamp: tuple[int, int, int, int, int]) -> int | None:
+        """The stamp in `year`, in nanoseconds; None (and `problem`) if it has none."""
         key = (year, stamp)
-        ns = self._absolute.get(key)
-        if ns is None:
+        if key in self._absolute:
+            ns = self._absolute[key]
+        else:
             if len(self._absolute) >= _CACHE_LIMIT:
                 self._absolute.clear()
-            # timegm, not datetime: Feb 29 of a non-leap year rolls over instead of failing.
-            year = max(_MIN_YEAR, min(year, _MAX_YEAR))
-            ns = self._absolute[key] = calendar.timegm((year, *stamp)) * _NS
+            ns = self._absolute[key] = _nanos_in(year, stamp)
+        if ns is None:
+            month, day = stamp[:2]
+            self.problem = (f"{calendar.month_abbr[month]} {day} is not a day of {year}"
+                            if day > calendar.monthrange(year, month)[1] else
+                            f"{calendar.month_abbr[month]} {day} {year} is outside "
+                            f"{_TIME_RANGE}")
         return ns
+
+
+_TIME_RANGE = "1677-09-21 to 2262-04-11"  # what datetime64[ns] holds
+
+
+def _nanos_in(year: int, stamp: tuple[int, int, int, int, int]) -> int | None:
+    """Nanoseconds since the epoch of a month-day-time in `year`, if that day exists and the
+    frame can hold it."""
+    month, day = stamp[:2]
+    if not 1 <= year <= 9999 or day > calendar.monthrange(year, month)[1]:
+        return None
+    ns = calendar.timegm((year, *stamp)) * _NS
+    return ns if -(1 << 63) + _NS <= ns < (1 << 63) - _NS else None  # (with its fraction)
+
 
 
 def check_year(year: int | None) -> None:
@@ -862,6 +898,7 @@ class _Chunk:
     columns: dict[str, pa.Array]
     size: int
     lost_events: list[dict[str, Any]] = field(default_factory=list)
+    flush: bool = False  # the input paused here: hand on what was read (stdin, pipes)
 
 
 class _Converter:
@@ -907,11 +944,22 @@ class _Converter:
                 else:
                     bad(i, why)
             return self.convert(good, bad)
+        state = self.clock.state()
         nanos = None if stamps is None else self.clock.milli(stamps, seconds.index)
         if nanos is None:  # not parsed in bulk, or the month changes: stamp by stamp
             if not seconds.values:
                 seconds.parse(c[0], p[0])
             nanos = self.clock.seconds(seconds.values, seconds.index)
+            given = pc.take(pa.array([v is not None for v in seconds.values], _BOOL),
+                            seconds.index)
+            wrong = pc.and_(given, pc.is_null(nanos))  # a stamp with no time in its year
+            if pc.any(wrong).as_py():
+                self.clock.restore(state)
+                for i in pc.indices_nonzero(wrong).to_pylist():
+                    bad(i, self.clock.problem)
+                kept = pc.indices_nonzero(pc.invert(wrong)).to_pylist()
+                return self.convert([rows[i] for i in kept],
+                                    lambda i, why: bad(kept[i], why))
         if ends is None:
             ends = _ends(firsts.values)
         return self._columns(nanos, suffix, links, tails, lost, firsts.index, ends)
@@ -989,34 +1037,33 @@ class _Converter:
 # --- input --------------------------------------------------------------------------------------
 
 
-def _blocks(stream: BinaryIO) -> Iterator[tuple[str, bool]]:
+def _blocks(blocks: LineBlocks) -> Iterator[tuple[str, bool]]:
     """The input as text in pieces of whole lines; True marks a last line without newline."""
-    rest = b""
     first = True
-    while data := stream.read(_BLOCK_BYTES):
-        data = rest + data
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            text = data[:cut].decode("utf-8", "replace")
-            if first:
-                text, first = text.removeprefix("\ufeff"), False
-            yield text, False
-    if rest:
-        text = rest.decode("utf-8", "replace")
-        yield (text.removeprefix("\ufeff") if first else text), True
+    for data, unterminated in blocks:
+        text = data.decode("utf-8", "replace")
+        if first:
+            text, first = text.removeprefix("\ufeff"), False
+        yield text, unterminated
 
 
-def _lines(stream: BinaryIO) -> Iterator[tuple[int, str, bool]]:
-    """(line number, line without its newline or CR, is an unterminated last line)."""
+# What `_lines` yields at the end of a block after which the input paused.
+_PAUSE = (0, "", False)
+
+
+def _lines(blocks: LineBlocks) -> Iterator[tuple[int, str, bool]]:
+    """(line number, line without its newline or CR, is an unterminated last line); `_PAUSE`
+    where the input paused."""
     lineno = 0
-    for text, unterminated in _blocks(stream):
+    for text, unterminated in _blocks(blocks):
         lines = text.split("\n")
         if not unterminated:
             lines.pop()
         for line in lines:
             lineno += 1
             yield lineno, line.removesuffix("\r"), unterminated
+        if blocks.paused:
+            yield _PAUSE
 
 
 def _blank(line: str) -> bool:
@@ -1026,11 +1073,15 @@ def _blank(line: str) -> bool:
 class _Reader:
     """One source's records as chunks of columns; bad records go to the report."""
 
-    def __init__(self, opened: Opened, report: ReadReport, clock: _Clock) -> None:
+    def __init__(self, opened: Opened, report: ReadReport, clock: _Clock,
+                 max_line: int) -> None:
         self.name = opened.name
-        self.stream = opened.stream
         self.report = report
         self.rows = _Converter(clock)
+        self.blocks = LineBlocks(opened.stream, self._too_long, _BLOCK_BYTES, max_line)
+
+    def _too_long(self, lineno: int) -> None:
+        self.report.bad(f"{self.name}:{lineno}", too_long(self.blocks.max_line))
 
     def _bad(self, lineno: int, why: str, unterminated: bool) -> None:
         if unterminated:
@@ -1051,7 +1102,7 @@ class _Reader:
 
     def compact(self) -> Iterator[_Chunk]:
         lineno = 0
-        for text, unterminated in _blocks(self.stream):
+        for text, unterminated in _blocks(self.blocks):
             lines = text.count("\n")
             if not unterminated:
                 with paused_gc():
@@ -1061,10 +1112,13 @@ class _Reader:
                         chunk = self._convert(rows, range(lineno + 1, lineno + lines + 1), False)
                     del rows  # before the collector resumes: it would walk every row once more
                 if chunk is not None:
+                    chunk.flush = self.blocks.paused
                     yield chunk
                     lineno += lines
                     continue
-            yield self._compact_lines(text, lineno, unterminated)
+            chunk = self._compact_lines(text, lineno, unterminated)
+            chunk.flush = self.blocks.paused
+            yield chunk
             lineno += lines + unterminated
 
     def _compact_lines(self, text: str, lineno: int, unterminated: bool) -> _Chunk:
@@ -1089,11 +1143,17 @@ class _Reader:
 
     # dict and table
 
-    def _chunks(self, records: Iterator[tuple[int, Row, bool]]) -> Iterator[_Chunk]:
+    def _chunks(self, records: Iterator[tuple[int, Row | None, bool]]) -> Iterator[_Chunk]:
         rows: list[Row] = []
         linenos: list[int] = []
         cut = False
         for lineno, row, unterminated in records:
+            if row is None:  # the input paused
+                chunk = self._convert(rows, linenos, cut)
+                chunk.flush = True
+                yield chunk
+                rows, linenos = [], []
+                continue
             rows.append(row)
             linenos.append(lineno)
             cut = unterminated
@@ -1105,11 +1165,17 @@ class _Reader:
     def dict_blocks(self) -> Iterator[_Chunk]:
         return self._chunks(self._dict_records())
 
-    def _dict_records(self) -> Iterator[tuple[int, Row, bool]]:
+    def _dict_records(self) -> Iterator[tuple[int, Row | None, bool]]:
         block: list[tuple[str, str]] = []
         start = 0
         cut = False
-        for lineno, line, unterminated in _lines(self.stream):
+        for lineno, line, unterminated in _lines(self.blocks):
+            if not lineno:  # the input paused: a whole record waits for no separator
+                if [label for label, _ in block] in (*_DICT_LABELS, *_DICT_LOST_LABELS):
+                    yield from self._dict_block(block, start, cut)
+                    block = []
+                yield 0, None, False
+                continue
             if _blank(line):
                 continue
             if line == _DICT_SEPARATOR:
@@ -1123,7 +1189,8 @@ class _Reader:
                 block = []
             if not block:
                 start = lineno
-            block.append((label, value))
+            if len(block) <= _MAX_DICT_LINES:  # (more is a bad record: keep it bounded)
+                block.append((label, value))
             cut = unterminated
         yield from self._dict_block(block, start, cut)
 
@@ -1149,9 +1216,12 @@ class _Reader:
     def table(self) -> Iterator[_Chunk]:
         return self._chunks(self._table_records())
 
-    def _table_records(self) -> Iterator[tuple[int, Row, bool]]:
+    def _table_records(self) -> Iterator[tuple[int, Row | None, bool]]:
         starts: list[int] | None = None
-        for lineno, line, unterminated in _lines(self.stream):
+        for lineno, line, unterminated in _lines(self.blocks):
+            if not lineno:  # the input paused
+                yield 0, None, False
+                continue
             if _blank(line):
                 continue
             if _TABLE_HEADER.fullmatch(line):
@@ -1174,6 +1244,7 @@ _FLOW_LABELS = ["TIMESTAMP", "SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMAR
 _LOST_LABELS = ["TIMESTAMP", "SOURCE", "TYPE", "VERDICT", "SUMMARY"]
 _DICT_LABELS = (_FLOW_LABELS, ["TIMESTAMP", "NODE", *_FLOW_LABELS[1:]])
 _DICT_LOST_LABELS = (_LOST_LABELS, ["TIMESTAMP", "NODE", *_LOST_LABELS[1:]], *_DICT_LABELS)
+_MAX_DICT_LINES = max(map(len, _DICT_LOST_LABELS))
 _TABLE_HEADER = re.compile(r"TIMESTAMP +(?:NODE +)?SOURCE +DESTINATION +TYPE +VERDICT +SUMMARY *")
 
 
@@ -1217,6 +1288,10 @@ def _batches(chunks: Iterable[_Chunk], size: int) -> Iterator[FlowBatch]:
             batch, rest = _cut(_joined(pending, count), size, emitted + size)
             yield batch
             pending, count, emitted = [rest], rest.size, emitted + size
+        if chunk.flush and (count or any(c.lost_events for c in pending)):
+            batch, rest = _cut(_joined(pending, count), count, None)
+            yield batch
+            pending, count, emitted = [], 0, emitted + count
     if count or any(c.lost_events for c in pending):
         yield _cut(_joined(pending, count), count, None)[0]
 
@@ -1244,8 +1319,8 @@ def _cut(chunk: _Chunk, size: int, last: int | None) -> tuple[FlowBatch, _Chunk]
 
 
 def read_text(opened: Opened, report: ReadReport, fmt: str, *, year: int | None = None,
-              batch_size: int = 50_000,
-              reference_time: datetime | float | None = None) -> Iterator[FlowBatch]:
+              batch_size: int = 50_000, reference_time: datetime | float | None = None,
+              max_line: int = DEFAULT_MAX_LINE) -> Iterator[FlowBatch]:
     """Yield batches of flows from hubble's compact, dict or table text; bad lines go to `report`.
 
     `year` is the year of the first year-less (StampMilli) timestamp; without it the year is
@@ -1253,7 +1328,7 @@ def read_text(opened: Opened, report: ReadReport, fmt: str, *, year: int | None 
     Lost events' `position` counts the source's flows before them, across batches.
     """
     clock = _Clock(year, _reference(reference_time, opened.mtime))
-    reader = _Reader(opened, report, clock)
+    reader = _Reader(opened, report, clock, max_line)
     readers = {"compact": reader.compact, "dict": reader.dict_blocks, "table": reader.table}
     if fmt not in readers:
         raise ValueError(f"read_text reads compact, dict or table, not {fmt!r}")
