@@ -127,7 +127,7 @@ def response_from_dict(d: Mapping[str, Any]) -> observer_pb2.GetFlowsResponse:
     """A GetFlowsResponse from its protojson dict (proto or lowerCamelCase names)."""
     try:
         return observer_pb2.GetFlowsResponse(**_RESPONSE_KWARGS(d))
-    except (_Unusual, ValueError, TypeError, KeyError, OverflowError):
+    except (_Unusual, ValueError, TypeError, KeyError, OverflowError, AttributeError):
         return json_format.ParseDict(dict(d), observer_pb2.GetFlowsResponse(),
                                      ignore_unknown_fields=True)
 
