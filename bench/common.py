@@ -70,3 +70,12 @@ def timed(fn: Callable[[], Any], servers: list[int]) -> tuple[float, float, Any]
     elapsed = time.perf_counter() - start
     others = (busy_seconds() - busy) - (ours() - mine)
     return elapsed, max(others, 0.0) / elapsed, result
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
