@@ -17,10 +17,10 @@ from flowlens import filters as _filters
 from flowlens._lazy import lazy
 from flowlens.cli_live import counted
 from flowlens.errors import FlowlensError, RelayError, UsageError
-from flowlens.frame import build, take
+from flowlens.frame import build_all, take
 from flowlens.load import ReadOptions, iter_batches, load
 from flowlens.render.sink import replaced, to_stdout
-from flowlens.sources.batch import ReadReport
+from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import DEFAULT_MAX_LINE, FORMATS, expand, parse_size
 
 if TYPE_CHECKING:
@@ -242,17 +242,36 @@ def _streams(sources: tuple[str, ...], fmt: str, filters: _filters.Filters) -> b
             and filters.last is None and not relative)
 
 
+# A frame and its rendering per part cost as much as some thousand flows: parts of 10,000 flows
+# read a file with 8% more CPU than reading it whole, in 220 MB instead of 370 (200,000 flows).
+_TAIL_PART = 10_000
+
+
 def _tail_stream(source: str, options: ReadOptions, filters: _filters.Filters, fmt: str,
                  render: Callable[..., Iterator[str]]) -> None:
-    """Each batch printed as it is read: what hubble shows of a record depends on the record
-    alone (and its place among the others), so batch by batch is the same as the whole."""
+    """Printed as it is read: what hubble shows of a record depends on the record alone (and
+    its place among the others), so part by part is the same as the whole. Input arriving over
+    time (stdin, a pipe) is printed batch by batch; a file in parts of _TAIL_PART flows."""
     continued = _live.Continued(fmt)
+    arriving = source == "-" or (os.path.exists(source) and not os.path.isfile(source)
+                                 and not os.path.isdir(source))
+    part: list[FlowBatch] = []
+
+    def show() -> None:
+        df = build_all(part)
+        raws = [b.raw for b in part]
+        raw = None if fmt != "jsonpb" or None in raws else [r for rs in raws for r in rs or ()]
+        shown = _filters.selection(filters, df, originals=raw)
+        to_stdout(continued(render(take(df, shown.rows, shown.lost),
+                                   None if raw is None else [raw[i] for i in shown.rows])))
+        part.clear()
+
     for batch in iter_batches(source, options):
-        df = build(batch)
-        shown = _filters.selection(filters, df, originals=batch.raw)
-        raw = [batch.raw[i] for i in shown.rows] if batch.raw is not None and fmt == "jsonpb" \
-            else None
-        to_stdout(continued(render(take(df, shown.rows, shown.lost), raw)))
+        part.append(batch)
+        if arriving or sum(b.size for b in part) >= _TAIL_PART:
+            show()
+    if part:
+        show()
 
 
 def _render(df: pd.DataFrame, raw: list[dict[str, Any]] | None, *, fmt: str, time_format: str,
