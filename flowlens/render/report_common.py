@@ -6,22 +6,20 @@ Only layout: the numbers come from `flowlens.analyses.Report` as they are.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from flowlens._hubble import visible  # a flow string safe on a terminal (reports' text, md)
 from flowlens.analyses.answer import STILL_DENIED
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Panel, Report
-from flowlens.render.hubble import escape_text
 
 PERCENT_COLUMNS = frozenset({"success_rate"})
 # Control characters from flow data would drive the terminal. ESC and CR are escaped as `tail`
 # (and hubble) escape them; a report also shows every other one as \x.. (BEL, backspace, ...).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def iso_time(value: pd.Timestamp | None) -> str | None:
@@ -39,12 +37,6 @@ def short_time(value: pd.Timestamp | None) -> str:
     text = value.strftime("%Y-%m-%d %H:%M:%S")
     millis = value.microsecond // 1000
     return f"{text}.{millis:03d}" if millis or value.nanosecond or value.microsecond else text
-
-
-def visible(text: str) -> str:
-    """A flow string safe on a terminal: ESC and CR as `tail` shows them (^[, \\r), any other
-    control character as a \\x.. escape."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", escape_text(text))
 
 
 def cell(value: Any, column: str) -> str:

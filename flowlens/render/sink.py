@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from flowlens.errors import OutputError
 
@@ -115,9 +114,3 @@ class LineFile:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> LineFile:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
