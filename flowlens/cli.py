@@ -260,10 +260,11 @@ def _tail_stream(source: str, options: ReadOptions, filters: _filters.Filters, f
     def show() -> None:
         df = build_all(part)
         raws = [b.raw for b in part]
-        raw = None if fmt != "jsonpb" or None in raws else [r for rs in raws for r in rs or ()]
+        # The records as written: what CEL expressions see, what -o jsonpb writes back.
+        raw = None if None in raws else [r for rs in raws for r in rs or ()]
         shown = _filters.selection(filters, df, originals=raw)
-        to_stdout(continued(render(take(df, shown.rows, shown.lost),
-                                   None if raw is None else [raw[i] for i in shown.rows])))
+        to_stdout(continued(render(take(df, shown.rows, shown.lost), None if raw is None
+                                   or fmt != "jsonpb" else [raw[i] for i in shown.rows])))
         part.clear()
 
     for batch in iter_batches(source, options):
