@@ -21,9 +21,8 @@ import pandas as pd
 
 from flowlens.analyses.drops import dropped, same_packet
 from flowlens.analyses.labels import is_, peer_columns, peer_names, row_keys, rows
+from flowlens.policy.check import ALLOWING, POLICY_DROPS, request_flows
 
-POLICY_DROPS = ("POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED")
-ALLOWING = ("FORWARDED", "REDIRECTED", "AUDIT")
 END = ["source", "destination", "port", "protocol", "direction"]
 STILL_DENIED, ALLOWED_AGAIN = "still denied", "allowed again"
 DENIED_COLUMNS = [*END, "reason", "policies", "flows", "first", "last", "status", "since",
@@ -33,8 +32,8 @@ CHANGE_COLUMNS = [*END, "change", "at", "before"]
 # delivered to the pod (to-endpoint) passed its ingress; leaving for the stack, the overlay or
 # the network passed the sender's egress.
 _INGRESS_POINTS = (0,)
-_PLAIN = {"source": object, "destination": object}
 _EGRESS_POINTS = (3, 4, 11)
+_PLAIN = {"source": object, "destination": object}
 
 
 @dataclass(frozen=True)
@@ -73,56 +72,65 @@ def policy_outcomes(df: pd.DataFrame, drops: pd.DataFrame | None = None) -> pd.D
     least once (`drops`: `dropped(df)`, when already at hand). Columns: source, destination,
     port, protocol, direction (ingress, egress or unknown), time, denied, reason (denials),
     policies (the policies the flow names)."""
-    reason = np.full(len(df), None, dtype=object)
     drops = dropped(df) if drops is None else drops
-    dropped_rows = np.flatnonzero(is_(df, "verdict", "DROPPED"))
-    policy_drop = drops["reason"].isin(POLICY_DROPS).to_numpy()
+    by_policy = drops["reason"].isin(POLICY_DROPS).to_numpy()
+    denied_rows = np.flatnonzero(is_(df, "verdict", "DROPPED"))[by_policy]
     denied = np.zeros(len(df), dtype=bool)
-    denied[dropped_rows[policy_drop]] = True
-    reason[dropped_rows] = drops["reason"].to_numpy(dtype=object)
-    # Only requests to a port and protocol some denial has can be a denied end's passing.
-    ports = pd.unique(df["dst_port"].to_numpy(dtype=np.int64, na_value=-1)[denied])
-    allowed = is_(df, "verdict", *ALLOWING) & is_(df, "protocol", *pd.unique(
-        df["protocol"][denied].dropna()))
-    allowed &= np.isin(df["dst_port"].to_numpy(dtype=np.int64, na_value=-1), ports)
-    allowed &= _requests(df)
+    denied[denied_rows] = True
+    # Only requests to a port and protocol some denial has can show a denied end passing.
+    port = df["dst_port"].to_numpy(dtype=np.int32, na_value=-1)
+    allowed = is_(df, "verdict", *ALLOWING) & np.isin(port, np.unique(port[denied_rows]))
+    allowed &= is_(df, "protocol", *df["protocol"].iloc[denied_rows].dropna().unique())
+    allowed &= request_flows(df, denied)
     direction = _directions(df, denied)
-    keep = denied | (allowed & (direction != "unknown"))
-    flows = rows(df, keep, [*peer_columns("src"), *peer_columns("dst"), "dst_port", "protocol",
-                            "time", "policies"])
-    out = pd.DataFrame({
-        "source": peer_names(flows, "src"), "destination": peer_names(flows, "dst"),
-        "port": flows["dst_port"].array, "protocol": flows["protocol"].astype(object).array,
-        "direction": direction[keep], "time": flows["time"].array, "denied": denied[keep],
-        "reason": reason[keep], "policies": flows["policies"].astype(object).array})
+    keep = denied | (allowed & (direction > 0))
+    kept = np.flatnonzero(keep)
+    at = np.searchsorted(kept, denied_rows)  # the denials among the kept rows
+    out = _connections(df, keep).assign(
+        direction=pd.Categorical.from_codes(direction[kept], categories=pd.Index(_DIRECTIONS)),
+        denied=denied[kept], reason=_placed(drops["reason"][by_policy], at, len(kept)),
+        policies=_placed(df["policies"].iloc[denied_rows].astype("category"), at, len(kept)))
     end = row_keys(out, END)
     out = out[np.isin(end, end[out["denied"].to_numpy()])]
     return out.sort_values("time", kind="stable").reset_index(drop=True)
 
 
-def _requests(df: pd.DataFrame) -> np.ndarray:
-    """Flows that go the connection's way; a flow whose direction Hubble could not tell counts
-    only as a policy verdict or a bare SYN (policies judge new connections, never replies)."""
-    reply = df["is_reply"]
-    maybe = is_(df, "event_type", 5) | is_(df, "tcp_flags", "SYN")
-    return np.where(reply.isna().to_numpy(), maybe, ~reply.fillna(True).to_numpy(dtype=bool))
+def _connections(df: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The kept flows' source, destination, port, protocol and time."""
+    flows = rows(df, keep, [*peer_columns("src"), *peer_columns("dst"), "dst_port", "protocol",
+                            "time"])
+    return pd.DataFrame({
+        "source": peer_names(flows, "src"), "destination": peer_names(flows, "dst"),
+        "port": flows["dst_port"].array, "protocol": flows["protocol"].array,
+        "time": flows["time"].array})
+
+
+def _placed(values: pd.Series, at: np.ndarray, size: int) -> pd.Categorical:
+    """A categorical of `size` rows: `values` (categorical) at the rows `at`, NA elsewhere."""
+    codes = np.full(size, -1, dtype=np.int32)
+    codes[at] = values.cat.codes.to_numpy()
+    return pd.Categorical.from_codes(codes, categories=values.cat.categories)
+
+
+_DIRECTIONS = ["unknown", "ingress", "egress"]
+_INGRESS, _EGRESS = 1, 2
 
 
 def _directions(df: pd.DataFrame, denied: np.ndarray) -> np.ndarray:
-    """The end each flow was judged or seen at: its traffic direction; else the trace point;
-    else, for a drop event, the direction of the policy-verdict event of the same packet."""
-    direction = np.full(len(df), "unknown", dtype=object)
-    direction[is_(df, "traffic_direction", "INGRESS")] = "ingress"
-    direction[is_(df, "traffic_direction", "EGRESS")] = "egress"
-    unknown = direction == "unknown"
-    trace = unknown & is_(df, "event_type", 4)
-    direction[trace & is_(df, "event_subtype", *_INGRESS_POINTS)] = "ingress"
-    direction[trace & is_(df, "event_subtype", *_EGRESS_POINTS)] = "egress"
-    asks = denied & (direction == "unknown") & is_(df, "event_type", 1)
+    """The end each flow was judged or seen at (an index into _DIRECTIONS, 0: unknown): its
+    traffic direction; else the trace point; else, for a drop event, the direction of the
+    policy-verdict event of the same packet."""
+    direction = np.zeros(len(df), dtype=np.int8)
+    direction[is_(df, "traffic_direction", "INGRESS")] = _INGRESS
+    direction[is_(df, "traffic_direction", "EGRESS")] = _EGRESS
+    trace = (direction == 0) & is_(df, "event_type", 4)
+    direction[trace & is_(df, "event_subtype", *_INGRESS_POINTS)] = _INGRESS
+    direction[trace & is_(df, "event_subtype", *_EGRESS_POINTS)] = _EGRESS
+    asks = denied & (direction == 0) & is_(df, "event_type", 1)
     if asks.any():
-        donors = denied & (direction != "unknown") & is_(df, "event_type", 5)
+        donors = denied & (direction > 0) & is_(df, "event_type", 5)
         found = same_packet(df, asks, donors)
-        direction[asks] = np.where(found >= 0, direction[np.maximum(found, 0)], "unknown")
+        direction[asks] = np.where(found >= 0, direction[np.maximum(found, 0)], 0)
     return direction
 
 
@@ -167,7 +175,8 @@ def _denied_connections(ordered: pd.DataFrame, flips: np.ndarray) -> pd.DataFram
         allowed_again=("allowed_at", "max"), newest_denied=("denied", "last"))
     denials = ordered[denied]
     names = denials.groupby("end", sort=False).agg(
-        reason=("reason", _joined), policies=("policies", _joined))
+        reason=("reason", _joined), policies=("policies", _joined)).astype(object)
+    names = names.where(names.notna(), None)
     ends = ordered.drop_duplicates("end").set_index("end")[END]
     out = ends.join(names).join(per_end).reset_index(drop=True)
     still = out["newest_denied"].to_numpy(dtype=bool)
@@ -182,5 +191,6 @@ def _denied_connections(ordered: pd.DataFrame, flips: np.ndarray) -> pd.DataFram
 
 def _joined(values: pd.Series) -> str | None:
     """Distinct values, most frequent first, joined with ', '; None when there are none."""
-    counted = values.dropna().value_counts(sort=True)
+    counted = values.value_counts(sort=True)
+    counted = counted[counted > 0]
     return ", ".join(str(v) for v in counted.index) if len(counted) else None

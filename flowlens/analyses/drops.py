@@ -21,9 +21,9 @@ from flowlens.analyses.labels import (
     endpoint,
     given,
     is_,
-    objects,
     peer_columns,
     peer_names,
+    row_keys,
     rows,
     sort_largest,
 )
@@ -66,38 +66,36 @@ def _reasonless(df: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
 def _reason_codes(df: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
     """The drop reason code of every kept flow (-1: none), reasonless policy-verdict events
     completed from the drop event of their packet."""
-    codes = df["drop_reason_code"].to_numpy(dtype=np.int64, na_value=-1)
+    kept = np.flatnonzero(keep)
+    column = df["drop_reason_code"]
+    codes = column.iloc[kept].to_numpy(dtype=np.int64, na_value=-1)
     missing = _reasonless(df, keep)  # none in jsonpb: the pairing below is for text
     if missing.any():
-        donor = same_packet(df, missing, keep & is_(df, "event_type", 1) & (codes >= 0))
-        codes = codes.copy()
-        codes[missing] = np.where(donor >= 0, codes[np.maximum(donor, 0)], -1)
-    return codes[keep]
+        donors = keep & is_(df, "event_type", 1) & column.notna().to_numpy()
+        donor = same_packet(df, missing, donors)
+        found = column.iloc[np.maximum(donor, 0)].to_numpy(dtype=np.int64, na_value=-1)
+        codes[np.searchsorted(kept, np.flatnonzero(missing))] = np.where(donor >= 0, found, -1)
+    return codes
 
 
 def same_packet(df: pd.DataFrame, asks: np.ndarray, donors: np.ndarray) -> np.ndarray:
     """For each `asks` row (in row order), the row of the nearest `donors` flow of the same
     packet (same peers, ports and protocol, within a second), or -1: a policy-verdict event and
     the drop event of one denied packet."""
-    left = pd.DataFrame({"time": df["time"].to_numpy()[asks], "packet": _packet_keys(df, asks),
-                         "ask": np.arange(int(np.count_nonzero(asks)))}).sort_values("time")
-    right = pd.DataFrame({"time": df["time"].to_numpy()[donors],
-                          "packet": _packet_keys(df, donors),
-                          "donor": np.flatnonzero(donors)}).sort_values("time")
+    both = asks | donors
+    flows = rows(df, both, ["time", *peer_columns("src"), *peer_columns("dst"), "src_port",
+                            "dst_port", "protocol"])
+    flows = flows.assign(src_end=endpoint(flows, "src"), dst_end=endpoint(flows, "dst"),
+                         packet=lambda f: row_keys(f, ["src_end", "dst_end", "src_port",
+                                                       "dst_port", "protocol"]),
+                         row=np.flatnonzero(both))[["time", "packet", "row"]]
+    left = flows[asks[both]].assign(ask=lambda f: np.arange(len(f))).sort_values("time")
+    right = flows[donors[both]].rename(columns={"row": "donor"}).sort_values("time")
     found = pd.merge_asof(left, right, on="time", by="packet", direction="nearest",
                           tolerance=_SAME_PACKET)
     out = np.full(len(left), -1, dtype=np.int64)
     out[found["ask"].to_numpy()] = found["donor"].fillna(-1).to_numpy(dtype=np.int64)
     return out
-
-
-def _packet_keys(df: pd.DataFrame, keep: np.ndarray) -> list[str]:
-    """Peers, ports and protocol of the kept flows, one string each."""
-    flows = rows(df, keep, [*peer_columns("src"), *peer_columns("dst"), "src_port",
-                            "dst_port", "protocol"])
-    parts = [objects(endpoint(flows, "src")), objects(endpoint(flows, "dst"))]
-    parts += [objects(flows[c]) for c in ("src_port", "dst_port", "protocol")]
-    return ["|".join(map(str, p)) for p in zip(*parts, strict=True)]
 
 
 _CODES = 1 << 17  # room for every drop reason code, and -1 (none), as one int64 key

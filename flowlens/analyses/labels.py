@@ -125,17 +125,22 @@ def objects(values: pd.Series) -> np.ndarray:
 
 
 def row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """One small int per row, equal for rows with equal values in `columns` (NA is a value)."""
-    key = np.zeros(len(frame), dtype=np.int64)
+    """One small int per row (0 .. distinct rows - 1), equal for rows with equal values in
+    `columns` (NA is a value)."""
+    key, bound = np.zeros(len(frame), dtype=np.int64), 1
     for column in columns:
         values = frame[column]
         if isinstance(values.dtype, pd.CategoricalDtype):
-            codes, size = values.cat.codes.to_numpy(), len(values.cat.categories)
+            codes, size = values.cat.codes.to_numpy(), len(values.cat.categories) + 1
         else:
             codes, uniques = pd.factorize(values)
-            size = len(uniques)
-        _, key = np.unique(key * (size + 1) + codes.astype(np.int64) + 1, return_inverse=True)
-    return key.reshape(-1)
+            size = len(uniques) + 1
+        if bound * size >= 1 << 62:  # compact the key before it could overflow
+            key = np.unique(key, return_inverse=True)[1].reshape(-1)
+            bound = int(key.max()) + 1 if len(key) else 1
+        key = key * size + codes.astype(np.int64) + 1
+        bound *= size
+    return np.unique(key, return_inverse=True)[1].reshape(-1)
 
 
 def peer_names(frame: pd.DataFrame, side: str) -> pd.Categorical:

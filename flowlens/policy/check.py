@@ -25,8 +25,8 @@ from flowlens.policy.peers import Peer, peer
 CHANGES = ("would_break", "newly_allowed", "unknown", "unchanged")
 CONNECTION_COLUMNS = ("source", "destination", "port", "protocol", "direction", "flows",
                       "observed", "predicted", "change", "allowed_by", "reason")
-_POLICY_DROPS = ("POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED")
-_ALLOWING = ("FORWARDED", "REDIRECTED", "AUDIT")
+POLICY_DROPS = ("POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED")  # dropped by a policy
+ALLOWING = ("FORWARDED", "REDIRECTED", "AUDIT")  # verdicts of a flow a policy let through
 _SIDE = ("namespace", "pod", "identity", "ip", "labels")
 KEY = [*(f"src_{p}" for p in _SIDE), *(f"dst_{p}" for p in _SIDE), "dst_port", "protocol"]
 
@@ -147,19 +147,24 @@ class _End:
 
 
 def connection_requests(df: pd.DataFrame) -> pd.DataFrame:
-    """Flows that go the connection's way: not replies. A flow whose direction Hubble could not
-    tell counts only when it must be a request: a policy verdict, a drop by policy (policies
-    judge new connections, never replies) or a bare SYN."""
-    allowing = df["verdict"].isin(_ALLOWING).fillna(False).to_numpy(dtype=bool)
+    """Flows that go the connection's way (`request_flows`), with their policy outcome."""
+    allowing = df["verdict"].isin(ALLOWING).fillna(False).to_numpy(dtype=bool)
     denied = (df["verdict"].eq("DROPPED").fillna(False)
-              & df["drop_reason"].isin(_POLICY_DROPS).fillna(False)).to_numpy(dtype=bool)
-    verdict_event = df["event_type"].eq(5).fillna(False).to_numpy(dtype=bool)
-    syn = (df["tcp_flags"].astype(object) == "SYN").to_numpy(dtype=bool)
-    reply = df["is_reply"]
-    keep = np.where(reply.isna().to_numpy(), verdict_event | denied | syn,
-                    ~reply.fillna(True).to_numpy(dtype=bool))
+              & df["drop_reason"].isin(POLICY_DROPS).fillna(False)).to_numpy(dtype=bool)
+    keep = request_flows(df, denied)
     outcome = np.select([allowing, denied], ["allowed", "denied"], "")
     return df.loc[keep, [*KEY, "traffic_direction", "time"]].assign(outcome=outcome[keep])
+
+
+def request_flows(df: pd.DataFrame, denied: np.ndarray) -> np.ndarray:
+    """Which flows go the connection's way: not replies. A flow whose direction Hubble could
+    not tell counts only when it must be a request: a policy verdict, a drop by policy
+    (`denied`; policies judge new connections, never replies) or a bare SYN."""
+    verdict_event = df["event_type"].eq(5).fillna(False).to_numpy(dtype=bool)
+    syn = df["tcp_flags"].isin(["SYN"]).to_numpy(dtype=bool)
+    reply = df["is_reply"]
+    return np.where(reply.isna().to_numpy(), verdict_event | denied | syn,
+                    ~reply.fillna(True).to_numpy(dtype=bool))
 
 
 def _grouped(requests: pd.DataFrame) -> pd.DataFrame:

@@ -201,14 +201,12 @@ ANSWER_TITLE = "Who is denied, by what, since when"
 
 @dataclass(frozen=True)
 class AnswerText:
-    """The answer as sentences (raw text: each format escapes it): a headline, one sentence
-    per denied connection end (the first `top`; `more` not shown), one per change, notes."""
+    """The answer as sentences, control characters shown (`visible`): a headline, one per
+    denied connection end and one per change (the first `--top`, then how many more), notes."""
 
     headline: str
     denied: list[str]
-    more: int
     changes: list[str]
-    more_changes: int
     notes: list[str]
 
 
@@ -259,7 +257,6 @@ def answer_text(report: Report) -> AnswerText | None:
                     "of the window.")
     else:
         headline = "No connection was denied by policy in this window."
-    shown = denied.head(report.top)
     notes = []
     if found.counted_twice:
         notes.append(f"A denied packet usually shows twice, as a policy-verdict event and as a "
@@ -268,13 +265,20 @@ def answer_text(report: Report) -> AnswerText | None:
     if len(found.other_drops):
         others = ", ".join(f"{r} {n:,}" for r, n in found.other_drops.itertuples(index=False))
         notes.append(f"Dropped for other reasons: {others} (see Drop Reason).")
-    changes = found.changes.head(report.top)
     at = clock(report)
-    return AnswerText(headline,
-                      [_denied_sentence(r, at) for r in shown.itertuples(index=False)],
-                      len(denied) - len(shown),
-                      [_change_sentence(r, at) for r in changes.itertuples(index=False)],
-                      len(found.changes) - len(changes), notes)
+    return AnswerText(
+        visible(headline),
+        _first(report, denied, lambda r: _denied_sentence(r, at), "--top, or the JSON summary"),
+        _first(report, found.changes, lambda r: _change_sentence(r, at), "the JSON summary"),
+        [visible(n) for n in notes])
+
+
+def _first(report: Report, frame: pd.DataFrame, sentence: Callable[[Any], str],
+           rest: str) -> list[str]:
+    """A sentence for each of the first `--top` rows, then how many more there are."""
+    shown = [visible(sentence(r)) for r in frame.head(report.top).itertuples(index=False)]
+    more = len(frame) - len(shown)
+    return shown + ([f"… and {more:,} more ({rest})"] if more > 0 else [])
 
 
 def caveats(report: Report) -> list[str]:

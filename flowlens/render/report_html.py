@@ -374,15 +374,16 @@ def _answer(report: Report) -> str:
         return ""
     parts = [f'<section id="answer"><h2>{ANSWER_TITLE}</h2>',
              f'<p class="headline">{html.escape(found.headline)}</p>']
-    denied = report.answer.denied.head(report.top)
+    denied = report.answer.denied
     if len(denied):
-        parts.append(_table(denied[_ANSWER_COLUMNS]))
-    if found.more:
-        parts.append(f'<p class="counts">… and {found.more:,} more (--top, or the JSON '
-                     "summary).</p>")
-    changes = report.answer.changes.head(report.top)
+        parts.append(_table(denied.head(report.top)[_ANSWER_COLUMNS]))
+    if len(denied) > report.top:
+        parts.append(f'<p class="counts">{html.escape(found.denied[-1])}</p>')
+    changes = report.answer.changes
     if len(changes):
-        parts += ["<h3>Changes in the window</h3>", _table(changes)]
+        parts += ["<h3>Changes in the window</h3>", _table(changes.head(report.top))]
+    if len(changes) > report.top:
+        parts.append(f'<p class="counts">{html.escape(found.changes[-1])}</p>')
     parts += [f'<p class="counts">{html.escape(note)}</p>' for note in found.notes]
     parts.append("</section>")
     return "".join(parts)

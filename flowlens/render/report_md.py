@@ -54,12 +54,8 @@ def header(report: Report) -> list[str]:
     if found is not None:
         lines += ["", f"## {ANSWER_TITLE}", "", escape(found.headline), ""]
         lines += [f"- {escape(s)}" for s in found.denied]
-        if found.more:
-            lines.append(f"- … and {found.more:,} more (--top, or the JSON summary)")
         if found.changes:
             lines += ["", "Changes in the window:", "", *(f"- {escape(s)}" for s in found.changes)]
-            if found.more_changes:
-                lines.append(f"- … and {found.more_changes:,} more (the JSON summary)")
         for note in found.notes:
             lines += ["", escape(note)]
     for notice in caveats(report):

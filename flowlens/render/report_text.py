@@ -116,19 +116,15 @@ def answer_lines(report: Report) -> list[str]:
     found = answer_text(report)
     if found is None:
         return []
-    lines = ["", _rule(ANSWER_TITLE), *_wrap(visible(found.headline))]
+    lines = ["", _rule(ANSWER_TITLE), *_wrap(found.headline)]
     for sentence in found.denied:
-        lines += _bullet(visible(sentence))
-    if found.more:
-        lines += _bullet(f"... and {found.more:,} more (--top, or the JSON summary)")
+        lines += _bullet(sentence)
     if found.changes:
         lines += ["Changes in the window:"]
         for sentence in found.changes:
-            lines += _bullet(visible(sentence))
-        if found.more_changes:
-            lines += _bullet(f"... and {found.more_changes:,} more (the JSON summary)")
+            lines += _bullet(sentence)
     for note in found.notes:
-        lines += ["", *_wrap(visible(note))]
+        lines += ["", *_wrap(note)]
     return lines
 
 
