@@ -164,7 +164,7 @@ class Recorder:
                                                   self.newest_received_ns or 0)
             self.writer.add_node_status(_status_rows(decoded.node_status))
             if self.writer.due():
-                self.writer.flush()
+                self.writer.flush_behind()
                 self._housekeep()
             self.on_progress(self)
             if self._stopped.is_set():

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -199,6 +200,8 @@ class StoreWriter:
         self._since: float | None = None
         self._token = secrets.token_hex(3)
         self._seq = 0
+        self._behind: threading.Thread | None = None
+        self._error: StoreError | None = None
 
     # ---- buffering ----
 
@@ -254,25 +257,56 @@ class StoreWriter:
     # ---- writing ----
 
     def flush(self) -> list[Path]:
-        """Write everything buffered: node status and lost events first, then flows, oldest
-        hour first (a resume starts from the newest flow written, so nothing older may be
-        left unwritten behind it)."""
+        """Write everything buffered, now (after a write started by `flush_behind`)."""
+        self.wait()
+        return self._write_all(self._take())
+
+    def flush_behind(self) -> None:
+        """Start writing everything buffered on a thread of its own and return: Arrow and
+        Parquet work without Python's lock, so receiving goes on meanwhile. One write at a
+        time: this waits for the previous one (and raises its error)."""
+        self.wait()
+        work = self._take()
+        self._behind = threading.Thread(target=self._write_behind, args=(work,),
+                                        name="flowlens-store-writer", daemon=True)
+        self._behind.start()
+
+    def wait(self) -> None:
+        """Wait for a write `flush_behind` started; raise what made it fail."""
+        if self._behind is not None:
+            self._behind.join()
+            self._behind = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _take(self) -> dict[str, dict[int, list[pa.Table]]]:
+        work = {name: pending.parts for name, pending in self._pending.items()}
+        self._pending = {t: _Pending() for t in TABLES}
+        self._since = None
+        return work
+
+    def _write_behind(self, work: dict[str, dict[int, list[pa.Table]]]) -> None:
+        try:
+            self._write_all(work)
+        except StoreError as exc:
+            self._error = exc
+
+    def _write_all(self, work: dict[str, dict[int, list[pa.Table]]]) -> list[Path]:
+        """Node status and lost events first, then flows, oldest hour first (a resume starts
+        from the newest flow written, so nothing older may be left unwritten behind it)."""
         written: list[Path] = []
         for name in (NODE_STATUS, LOST_EVENTS, FLOWS):
-            pending = self._pending[name]
-            for hour in sorted(pending.parts):
-                table = _sorted(_used_only(pa.concat_tables(pending.parts[hour])))
+            for hour, parts in sorted(work[name].items()):
+                table = _sorted(_used_only(pa.concat_tables(parts)))
                 for start in range(0, table.num_rows, self.roll_flows):  # at most a roll each
                     written.append(self._write(name, hour, table.slice(start, self.roll_flows)))
-                del pending.parts[hour]
                 if name == FLOWS:
                     self.stats.flows += table.num_rows
                 elif name == LOST_EVENTS:
                     self.stats.lost_records += table.num_rows
                 else:
                     self.stats.node_status += table.num_rows
-            pending.rows = 0
-        self._since = None
         return written
 
     def _write(self, name: str, hour: int, table: pa.Table) -> Path:
