@@ -215,7 +215,8 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     if filters.follow and len(input_files) == 1 and _store.is_store(input_files[0]):
         if fmt == "table":
             raise UsageError("-o table cannot be used with --follow")
-        _store.follow_store(input_files[0], filters, options, lambda frame: render(frame, None))
+        _store.follow_store(input_files[0], filters, options, lambda frame: render(frame, None),
+                            between="------------\n" if fmt == "dict" else "")
         return
     extent = _store.prune(input_files, filters, options)
     if _streams(input_files, fmt, filters):

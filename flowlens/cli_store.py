@@ -132,11 +132,21 @@ POLL_SECONDS = 0.5
 
 
 def follow_store(root: str, filters: _filters.Filters, options: ReadOptions,
-                 render: Callable[[pd.DataFrame], Iterator[str]]) -> None:
+                 render: Callable[[pd.DataFrame], Iterator[str]], between: str = "") -> None:
     """Print the selection (--last, --since, ... if given) and then every flow of the files
     `record` adds, until Ctrl-C (exit status 0). Without a selection only new flows are
-    printed, as from a relay."""
+    printed, as from a relay. `between` goes before every rendering but the first (dict's
+    separator)."""
     follower = _dataset.StoreFollower(_dataset.Store(root))
+    printed = False
+
+    def show(df: pd.DataFrame) -> None:
+        nonlocal printed
+        for i, block in enumerate(render(df)):
+            sys.stdout.write(between + block if i == 0 and printed else block)
+            printed = True
+        sys.stdout.flush()
+
     every = dataclasses.replace(filters, since=None, until=None, first=None, last=None,
                                 all=False, follow=False)
     previous = signal.getsignal(signal.SIGTERM)
@@ -147,24 +157,18 @@ def follow_store(root: str, filters: _filters.Filters, options: ReadOptions,
             extent = plan_window((root,), filters, options)
             df = _frame.build_all(follower.initial(options.columns, options.window,
                                                    options.batch_size, options.report))
-            _print(render(_filters.select(dataclasses.replace(filters, follow=False), df,
-                                          None if extent is None else extent[1])))
+            show(_filters.select(dataclasses.replace(filters, follow=False), df,
+                                 None if extent is None else extent[1]))
         else:
             follower.skip_existing()
         while True:
             for batch in follower.new(options.columns, options.batch_size, options.report):
-                _print(render(_filters.select(every, _frame.build(batch))))
+                show(_filters.select(every, _frame.build(batch)))
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _print(lines: Iterator[str]) -> None:
-    for line in lines:
-        sys.stdout.write(line)
-    sys.stdout.flush()
 
 
 # --- record -----------------------------------------------------------------------------------

@@ -424,6 +424,12 @@ def test_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         not list((tmp_path / "s").rglob(".tmp-*"))
     with pytest.raises(StoreError):
         import_sources(tmp_path / "s", [LAB])
+    # Written behind (as record writes): the failure surfaces at the next write or wait.
+    writer = StoreWriter(tmp_path / "s")
+    writer.add(flowlens.read(LAB))
+    writer.flush_behind()
+    with pytest.raises(StoreError, match="No space left on device"):
+        writer.wait()
 
 
 # --- following a store ------------------------------------------------------------------------
@@ -454,23 +460,29 @@ class _Lines:
         return lines
 
 
-def test_tail_follows_a_store_as_files_arrive(lab: pd.DataFrame, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["compact", "dict"])
+def test_tail_follows_a_store_as_files_arrive(lab: pd.DataFrame, tmp_path: Path,
+                                              fmt: str) -> None:
     store = tmp_path / "store"
     import_sources(store, [LAB])
+    shown = _run("tail", "--input-file", str(LAB), "--last", "2", "-o", fmt).stdout
     tail = subprocess.Popen([sys.executable, "-m", "flowlens", "tail", "--input-file",
-                             str(store), "-f", "--last", "2"],
+                             str(store), "-f", "--last", "2", "-o", fmt],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines = _Lines(tail.stdout)
     try:
-        first = lines.take(2, 20)
-        assert len(first) == 2
+        first = lines.take(shown.count("\n"), 20)
         later = _shifted(lab, 1)
         writer = StoreWriter(store)
         writer.add(F.take(later, range(100)))
         writer.flush()
         writer.add(F.take(later, range(100, 150)))
         writer.flush()
-        new = lines.take(150, 20)
+        expected = _run("tail", "--input-file", str(store), "--since", "2026-07-01T09:00:00Z",
+                        "-o", fmt).stdout
+        if fmt == "dict":  # one stream of blocks: the separator before the first new one
+            expected = "------------\n" + expected
+        new = lines.take(expected.count("\n"), 20)
         compact(store, pd.Timestamp("2026-07-01T09:00:00Z").value)  # seen: not printed again
         time.sleep(1.5)
     finally:
@@ -480,7 +492,5 @@ def test_tail_follows_a_store_as_files_arrive(lab: pd.DataFrame, tmp_path: Path)
     rest = lines.take(1000, 0.1)
     assert tail.returncode == 0, err
     assert rest == []
-    expected = _run("tail", "--input-file", str(store), "--since", "2026-07-01T09:00:00Z")
-    assert b"".join(new).decode() == expected.stdout
-    assert first == [line.encode() + b"\n" for line in
-                     _run("tail", "--input-file", str(LAB), "--last", "2").stdout.splitlines()]
+    assert b"".join(first).decode() == shown
+    assert b"".join(new).decode() == expected
