@@ -259,7 +259,9 @@ typedef struct {
     L7Row *l7s;
     size_t nl7, l7cap;
     Arena arena;
-    PyObject *owner;      /* what the Str values point into: a tuple of bytes, or bytes */
+    PyObject *owner;      /* what the Str values point into: a tuple of bytes, or a block */
+    Py_buffer view;       /* the block's, exported while the run lives */
+    int has_view;
     PyObject *new_shapes; /* [(shape, index)]: index of a payload, or (start, end) of a line */
     PyObject *others;     /* [(index, rows before)]: responses that are not flows */
     long generation;      /* of the splitter's shapes when the run was split */
@@ -268,8 +270,9 @@ typedef struct {
 extern PyTypeObject SplitterType, RunType;
 int run_push(Run *run, Row **row);
 int run_push_l7(Run *run, Row *row, L7Row **l7);
-/* The shape of a key (a new shape is added; *is_new says so); -1 when out of memory. */
-int32_t shape_of(Splitter *sp, const char *key, size_t n, int *is_new);
+/* The shape of a key given in parts (their concatenation; a new shape is added, *is_new says
+ * so); -1 when out of memory. */
+int32_t shape_of(Splitter *sp, const Str *parts, int nparts, int *is_new);
 int split_json(Splitter *sp, Run *run, const char *block, size_t n); /* 0, or -1 to bail */
 
 /* ---- rendering (render.c) ------------------------------------------------------------- */

@@ -13,21 +13,35 @@
 
 /* ---- the shape table ---- */
 
+static inline uint64_t mix(uint64_t h) {
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 29);
+}
+
+/* A 64-bit hash of bytes: four independent lanes of 8 bytes, then the tail. */
 static uint64_t hash_bytes(uint64_t seed, const char *p, size_t n) {
-    uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ull);
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t a = seed, b = seed ^ k, c = seed + k, d = ~seed;
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w[4];
+        memcpy(w, p + i, 32);
+        a = (a ^ w[0]) * k;
+        b = (b ^ w[1]) * k;
+        c = (c ^ w[2]) * k;
+        d = (d ^ w[3]) * k;
+        a ^= a >> 29; b ^= b >> 29; c ^= c >> 29; d ^= d >> 29;
+    }
+    uint64_t h = mix(a ^ mix(b + 1) ^ mix(c + 2) ^ mix(d + 3) ^ (n * k));
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
+        h = mix(h ^ w) * k;
     }
     uint64_t w = 0;
     memcpy(&w, p + i, n - i);
-    h = (h ^ w) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
-    return h ^ (h >> 32);
+    return mix(h ^ w ^ (uint64_t)(n - i) << 56);
 }
 
 static void shapes_reset(Splitter *sp) {
@@ -57,15 +71,27 @@ static int shapes_grow(Splitter *sp) {
     return 0;
 }
 
-int32_t shape_of(Splitter *sp, const char *key, size_t n, int *is_new) {
+int32_t shape_of(Splitter *sp, const Str *parts, int nparts, int *is_new) {
     *is_new = 0;
     if ((sp->nshapes + 1) * 2 > sp->nslots && shapes_grow(sp) < 0) return -1;
-    uint64_t h = hash_bytes(sp->seed, key, n);
+    uint64_t h = sp->seed;
+    size_t n = 0;
+    for (int i = 0; i < nparts; i++) {
+        h = mix(h ^ hash_bytes(sp->seed, parts[i].p, parts[i].n)) + parts[i].n;
+        n += parts[i].n;
+    }
     size_t j = h & (sp->nslots - 1);
     while (sp->slots[j].id >= 0) {
         Slot *s = &sp->slots[j];
-        if (s->hash == h && s->len == n && memcmp(sp->keys.data + s->off, key, n) == 0)
-            return s->id;
+        if (s->hash == h && s->len == n) { /* compare part by part with the stored key */
+            const char *stored = sp->keys.data + s->off;
+            int same = 1;
+            for (int i = 0; i < nparts && same; i++) {
+                same = parts[i].n == 0 || memcmp(stored, parts[i].p, parts[i].n) == 0;
+                stored += parts[i].n;
+            }
+            if (same) return s->id;
+        }
         j = (j + 1) & (sp->nslots - 1);
     }
     if (sp->nshapes >= sp->views_cap) {
@@ -77,7 +103,7 @@ int32_t shape_of(Splitter *sp, const char *key, size_t n, int *is_new) {
         sp->views_cap = cap;
     }
     size_t off = sp->keys.len;
-    buf_put(&sp->keys, key, n);
+    for (int i = 0; i < nparts; i++) buf_put(&sp->keys, parts[i].p, parts[i].n);
     if (sp->keys.failed) return -1;
     Slot *s = &sp->slots[j];
     s->hash = h;
@@ -392,13 +418,15 @@ static int split_response(Splitter *sp, Run *run, Scratch *s, Buf *key, const ui
         key_bytes(key, node ? (const char *)node->p : "", node ? node->n : 0);
     }
     if (key->failed) return -1;
-    *shape = row->shape = shape_of(sp, key->data ? key->data : "", key->len, is_new);
+    Str whole = {key->data ? key->data : "", key->len};
+    *shape = row->shape = shape_of(sp, &whole, 1, is_new);
     return row->shape < 0 ? -1 : 0;
 }
 
 /* ---- Python types ---- */
 
 static void run_dealloc(Run *run) {
+    if (run->has_view) PyBuffer_Release(&run->view);
     free(run->rows);
     free(run->l7s);
     arena_free(&run->arena);
@@ -416,6 +444,7 @@ static Run *run_new(Splitter *sp, PyObject *owner) {
     run->nrows = run->cap = run->nl7 = run->l7cap = 0;
     run->arena.head = NULL;
     run->owner = Py_NewRef(owner);
+    run->has_view = 0;
     run->new_shapes = PyList_New(0);
     run->others = PyList_New(0);
     run->generation = sp->generation;
@@ -515,27 +544,27 @@ static PyObject *splitter_split(Splitter *sp, PyObject *args) {
 
 /* split_json(block) -> Run, or None when the reference must read this block */
 static PyObject *splitter_split_json(Splitter *sp, PyObject *args) {
-    Py_buffer view;
-    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    PyObject *block;
+    if (!PyArg_ParseTuple(args, "O", &block)) return NULL;
     if (!sp->json) {
-        PyBuffer_Release(&view);
         PyErr_SetString(PyExc_TypeError, "a protobuf splitter: use split");
         return NULL;
     }
-    /* the run keeps its own copy: row values point into it */
-    PyObject *owner = PyBytes_FromStringAndSize(view.buf, view.len);
-    PyBuffer_Release(&view);
-    if (!owner) return NULL;
     if (sp->busy) {
-        Py_DECREF(owner);
         PyErr_SetString(PyExc_RuntimeError, "the splitter is in use by another thread");
         return NULL;
     }
     maybe_reset(sp);
-    Run *run = run_new(sp, owner);
-    Py_DECREF(owner);
+    Run *run = run_new(sp, block);
     if (!run) return NULL;
-    int r = split_json(sp, run, PyBytes_AS_STRING(owner), (size_t)PyBytes_GET_SIZE(owner));
+    /* Row values point into the block: the run holds it, exported (a bytearray cannot be
+     * resized while it is), instead of a copy. */
+    if (PyObject_GetBuffer(block, &run->view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    run->has_view = 1;
+    int r = split_json(sp, run, run->view.buf, (size_t)run->view.len);
     if (r < 0) {
         int err = PyErr_Occurred() != NULL;
         Py_DECREF(run);

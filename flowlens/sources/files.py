@@ -196,7 +196,7 @@ class LineBlocks:
         self._pending = bytearray()  # the start of a line not yet ended
         self._skipping = False  # inside a line too long to keep
         self._lines = 0  # lines handed on so far
-        streaming = _is_stream(self.stream)
+        streaming = is_stream(self.stream)
         read1 = getattr(self.stream, "read1", self.stream.read)
         eof = False
         while not eof:
@@ -278,7 +278,7 @@ def too_long(max_line: int) -> str:
     return f"line longer than {size} (--max-line-size)"
 
 
-def _is_stream(stream: BinaryIO) -> bool:
+def is_stream(stream: BinaryIO) -> bool:
     """A pipe, terminal or socket (input arrives over time), not a regular file."""
     try:
         return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)

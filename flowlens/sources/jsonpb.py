@@ -11,7 +11,9 @@ decoded the same way, so there is one extraction for every input.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,8 @@ from flowlens import _hubble as H
 from flowlens.errors import InputError
 from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
 from flowlens.sources.camel import flow_to_proto_names, lost_event_to_proto_names, to_proto_names
-from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, too_long
+from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, is_stream, too_long
+from flowlens.sources.native import Shapes, native
 from flowlens.sources.protodict import response_from_dict
 
 _S = pa.string()
@@ -106,13 +109,24 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
         return
     position = 0
     first_line = 1
-    blocks = LineBlocks(opened.stream,
-                        lambda line: report.bad(f"{opened.name}:{line}", too_long(max_line)),
-                        min(batch_size * 1200, MAX_BLOCK), max_line,
-                        min(batch_size, MAX_BLOCK_LINES))
-    for block, at_end in blocks:
+    long_lines: list[int] = []  # met while reading a block, reported when it is read
+    blocks = LineBlocks(opened.stream, long_lines.append, min(batch_size * 1200, MAX_BLOCK),
+                        max_line, min(batch_size, MAX_BLOCK_LINES))
+    # The C fast path when built (flowlens.sources.native); Arrow below stays the reference.
+    # From a file (not a pipe: blocks go on as they arrive) the next block is split ahead.
+    fast = Shapes(json=True) if native() is not None and not keep_raw else None
+    ahead = fast is not None and not is_stream(opened.stream)
+    for block, at_end, split, skipped in _split_ahead(blocks, long_lines, fast, ahead):
+        for line in skipped:
+            report.bad(f"{opened.name}:{line}", too_long(max_line))
         where = _Where(opened.name, first_line)
         first_line += block.count(b"\n")
+        if split is not None and fast is not None:
+            batch = _fast_block(fast, split.result(), block, position, report)
+            if batch is not None:
+                position += batch.size
+                yield batch
+                continue
         first = block[:block.find(b"\n")]
         if not keep_raw and not any(m in first for m in _CAREFUL):
             try:
@@ -145,6 +159,60 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
             del records
         position += batch.size
         yield batch
+    for line in long_lines:  # after the last block
+        report.bad(f"{opened.name}:{line}", too_long(max_line))
+
+
+class _Unusable(Exception):
+    """The fast path cannot read this block as the reference does."""
+
+
+def _split_ahead(blocks: Iterable[tuple[bytes, bool]], long_lines: list[int],
+                 fast: Shapes | None, ahead: bool
+                 ) -> Iterator[tuple[bytes, bool, Future[Any] | None, list[int]]]:
+    """The blocks, each with its split in C for the fast path (without the GIL, the next block
+    while this one is made columns when `ahead`), and the long lines met while reading it (the
+    caller reports them in their turn)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="flowlens-split") as pool:
+        pending: deque[tuple[bytes, bool, Future[Any] | None, list[int]]] = deque()
+        for block, at_end in blocks:
+            split = None
+            if fast is not None and not any(m in block[:block.find(b"\n")] for m in _CAREFUL):
+                split = pool.submit(fast.splitter.split_json, block)
+            pending.append((block, at_end, split, long_lines[:]))
+            long_lines.clear()
+            if len(pending) > ahead:
+                yield pending.popleft()
+        yield from pending
+
+
+def _fast_block(fast: Shapes, run: Any, block: bytes, position: int,
+                report: ReadReport) -> FlowBatch | None:
+    """A block of flow lines split in C (`run`), each new shape read by the Arrow path below
+    from one line of it; None when the reference must read the block (a lost event, a bad
+    line, ...)."""
+    if run is None or not fast.learn(run, None):
+        return None
+
+    def shape_lines(sources: list[tuple[int, int]]) -> FlowBatch:
+        lines = b"\n".join(bytes(block[start:end]) for start, end in sources)
+        table = pj.read_json(io.BytesIO(lines), read_options=BLOCKS, parse_options=PARSE_OPTIONS)
+        if not _all_known(table) or _problem(table) is not None:
+            raise _Unusable
+        return _from_table(table, 0, report)
+
+    try:
+        columns = fast.columns(run, shape_lines)
+        lost = []
+        if run.others:  # lost-event records, read as the Arrow path reads them
+            records = shape_lines([(start, end) for start, end, _ in run.others])
+            if records.size or len(records.lost_events) != len(run.others):
+                return None
+            lost = [{**event, "position": position + before} for event, (_, _, before)
+                    in zip(records.lost_events, run.others, strict=True)]
+    except (_Unusable, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return FlowBatch(columns=columns, size=run.rows, lost_events=lost)
 
 
 def _check_utf8(block: bytes) -> None:
