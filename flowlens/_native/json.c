@@ -723,8 +723,15 @@ static int trace_values(Run *run, J *j, int depth, Line *l, Row *row, int level)
     return m < 0 ? -1 : 0;
 }
 
-/* One line: 0 a row was added; -1 to bail. */
-static int json_line(Splitter *sp, Run *run, const char *p, size_t n, size_t offset, Buf *key) {
+/* What a block's lines add besides rows, gathered without the GIL: (shape, start, end) of new
+ * shapes and (start, end, rows before) of lost-event records, as size_t triples. */
+typedef struct {
+    Buf fresh, others;
+} Gathered;
+
+/* One line: 0 a row (or a lost-event record) was added; -1 to bail. */
+static int json_line(Splitter *sp, Run *run, const char *p, size_t n, size_t offset, Buf *key,
+                     Gathered *acc) {
     J j = {p, p + n};
     Line l;
     memset(&l, 0, sizeof l);
@@ -804,11 +811,9 @@ static int json_line(Splitter *sp, Run *run, const char *p, size_t n, size_t off
     if (m < 0 || j.p != j.end || has_flow == has_lost) return -1;
     if (has_lost) { /* a lost-events record: the caller reads it */
         run->nrows--;
-        PyObject *item = Py_BuildValue("(nnn)", (Py_ssize_t)offset, (Py_ssize_t)(offset + n),
-                                       (Py_ssize_t)run->nrows);
-        int failed = !item || PyList_Append(run->others, item) < 0;
-        Py_XDECREF(item);
-        return failed ? -2 : 0;
+        size_t other[3] = {offset, offset + n, run->nrows};
+        buf_put(&acc->others, other, sizeof other);
+        return acc->others.failed ? -1 : 0;
     }
     if (l.protocols > 1 || (l.has_l7 && l.has_icmp)) return -1;
     /* the time: the flow's, else the response's */
@@ -853,28 +858,43 @@ static int json_line(Splitter *sp, Run *run, const char *p, size_t n, size_t off
     row->shape = shape_of(sp, parts, nparts, &is_new);
     if (row->shape < 0) return -1;
     if (is_new) {
-        PyObject *item = Py_BuildValue("(i(nn))", row->shape, (Py_ssize_t)offset,
-                                       (Py_ssize_t)(offset + n));
-        if (!item || PyList_Append(run->new_shapes, item) < 0) {
-            Py_XDECREF(item);
-            return -2;
-        }
-        Py_DECREF(item);
+        size_t fresh[3] = {(size_t)row->shape, offset, offset + n};
+        buf_put(&acc->fresh, fresh, sizeof fresh);
+        if (acc->fresh.failed) return -1;
     }
     return 0;
 }
 
 int split_json(Splitter *sp, Run *run, const char *block, size_t n) {
     Buf key = {0};
+    Gathered acc = {{0}, {0}};
     size_t at = 0;
     int r = 0;
+    sp->busy = 1;
+    Py_BEGIN_ALLOW_THREADS /* the run holds the block, exported */
     while (at < n && r == 0) {
         const char *nl = memchr(block + at, '\n', n - at);
         size_t end = nl ? (size_t)(nl - block) : n;
         if (end == at && !nl) break;
-        r = json_line(sp, run, block + at, end - at, at, &key);
+        r = json_line(sp, run, block + at, end - at, at, &key, &acc);
         at = end + 1;
     }
+    Py_END_ALLOW_THREADS
+    sp->busy = 0;
     buf_free(&key);
+    for (int k = 0; k < 2 && r == 0; k++) {
+        const Buf *b = k ? &acc.others : &acc.fresh;
+        const size_t *v = (const size_t *)b->data;
+        for (size_t i = 0; i + 2 < b->len / sizeof(size_t) && r == 0; i += 3) {
+            PyObject *item = k ? Py_BuildValue("(nnn)", (Py_ssize_t)v[i], (Py_ssize_t)v[i + 1],
+                                               (Py_ssize_t)v[i + 2])
+                               : Py_BuildValue("(n(nn))", (Py_ssize_t)v[i],
+                                               (Py_ssize_t)v[i + 1], (Py_ssize_t)v[i + 2]);
+            if (!item || PyList_Append(k ? run->others : run->new_shapes, item) < 0) r = -1;
+            Py_XDECREF(item);
+        }
+    }
+    buf_free(&acc.fresh);
+    buf_free(&acc.others);
     return r == 0 ? 0 : -1;
 }

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowlens import _hubble as H
 from flowlens._lazy import lazy
-from flowlens.frame.schema import COLUMNS
+from flowlens.frame.schema import COLUMNS, Column
 from flowlens.sources.batch import FlowBatch
 
 if TYPE_CHECKING:
@@ -154,14 +154,24 @@ def _values(column: Any, size: int) -> list[Any]:
     return list(column.to_pylist())
 
 
-def _arrow_type(dtype: str) -> Any:
-    if dtype == "boolean":
-        return pa.bool_()
-    if dtype == "UInt64":
-        return pa.uint64()
-    if dtype[:3] in ("Int", "UIn"):
-        return pa.int64()
-    return None  # strings
+# The frame columns shapes give (per-row values come from the C code), as (name, dtype); the
+# shape's summary serves the flows that are not L7.
+_SHAPE_COLUMNS = tuple([*(c for c in COLUMNS if c.name not in PER_ROW),
+                        Column("shape_summary", "string", "")])
+_STRING_SHAPE_COLUMNS = frozenset(c.name for c in _SHAPE_COLUMNS
+                                  if c.dtype in ("category", "string"))
+_NUMPY = {"boolean": "bool", "UInt64": "uint64", "Int16": "int64", "Int32": "int64",
+          "Int64": "int64", "UInt16": "int64", "UInt32": "int64"}
+
+
+def _grown(array: Any, size: int, dtype: Any, fill: Any) -> Any:
+    """`array` (or a new one) with room for `size` items, grown by half at least."""
+    if array is not None and len(array) >= size:
+        return array
+    grown = np.full(max(size, 0 if array is None else len(array) * 3 // 2, 64), fill, dtype)
+    if array is not None:
+        grown[:len(array)] = array
+    return grown
 
 
 def _from_buffers(spec: tuple[str, Any, Any, bytes], size: int) -> Any:
@@ -188,8 +198,14 @@ class Shapes:
 
     def _forget(self) -> None:
         self.light: list[dict[str, Any] | None] = []
-        self.full: dict[str, list[Any]] = {c.name: [] for c in COLUMNS}
         self.known: list[bool] = []
+        # Per shape column, the value of each shape known: numbers as data and NA mask, strings
+        # as codes (-1 for NA) into the column's distinct values.
+        self.data: dict[str, Any] = {}
+        self.mask: dict[str, Any] = {}
+        self.codes: dict[str, Any] = {}
+        self.values: dict[str, dict[Any, int]] = {name: {} for name in _STRING_SHAPE_COLUMNS}
+        self._dictionaries: dict[str, Any] = {}
 
     def learn(self, run: Any, light: Callable[[Any], dict[str, Any]] | None) -> bool:
         """Takes the run's new shapes; `light(source)` gives the shape columns of the flow at a
@@ -204,14 +220,42 @@ class Shapes:
             values = light(source) if light is not None else None
             self.light.append(values)
             self.known.append(False)
-            for column in self.full.values():
-                column.append(None)
             if values is not None:
                 # A value the renderer does not take leaves the view unset: runs with that
                 # shape are rendered by the reference.
                 with contextlib.suppress(TypeError, ValueError):
                     self.splitter.set_view(shape, tuple(values[c] for c in _VIEW))
         return True
+
+    def _store(self, shapes: list[int], batch: FlowBatch) -> None:
+        """The frame values of these shapes, from the reference's batch of one flow each."""
+        top = max(shapes) + 1
+        for c in _SHAPE_COLUMNS:
+            source = "summary" if c.name == "shape_summary" else c.name
+            values = _values(batch.columns.get(source), batch.size)
+            if c.name in self.values:
+                codes = self.codes[c.name] = _grown(self.codes.get(c.name), top, np.int32, -1)
+                known = self.values[c.name]
+                for shape, value in zip(shapes, values, strict=True):
+                    if value is not None and value not in known:
+                        known[value] = len(known)
+                        self._dictionaries.pop(c.name, None)
+                    codes[shape] = -1 if value is None else known[value]
+                continue
+            data = self.data[c.name] = _grown(self.data.get(c.name), top, _NUMPY[c.dtype], 0)
+            mask = self.mask[c.name] = _grown(self.mask.get(c.name), top, np.bool_, True)
+            for shape, value in zip(shapes, values, strict=True):
+                mask[shape] = value is None
+                data[shape] = 0 if value is None else value
+        for shape in shapes:
+            self.known[shape] = True
+
+    def _dictionary(self, name: str) -> Any:
+        dictionary = self._dictionaries.get(name)
+        if dictionary is None:
+            dictionary = self._dictionaries[name] = pa.array(list(self.values[name]),
+                                                             type=pa.string())
+        return dictionary
 
     def columns(self, run: Any, full: Callable[[list[Any]], FlowBatch]) -> dict[str, Any]:
         """The run's frame columns: its own per-row values, the rest from its shapes (those not
@@ -221,38 +265,26 @@ class Shapes:
             return {}
         columns = {name: _from_buffers(spec, size) for name, spec in run.columns().items()}
         shapes, l7 = run.shapes()
-        uniq, first, inverse = np.unique(np.frombuffer(shapes, dtype=np.int32),
-                                         return_index=True, return_inverse=True)
-        picked = uniq.tolist()
-        missing = [(shape, row) for shape, row in zip(picked, first.tolist(), strict=True)
+        ids = np.frombuffer(shapes, dtype=np.int32)
+        uniq, first = np.unique(ids, return_index=True)
+        missing = [(shape, row) for shape, row in zip(uniq.tolist(), first.tolist(), strict=True)
                    if not self.known[shape]]
         if missing:
             batch = full([run.source(row) for _, row in missing])
             assert batch.size == len(missing), "the reference decoded another number of flows"
-            for name, values in self.full.items():
-                for (shape, _), value in zip(missing, _values(batch.columns.get(name),
-                                                              batch.size), strict=True):
-                    values[shape] = value
-            for shape, _ in missing:
-                self.known[shape] = True
-        indices = pa.array(inverse.astype(np.int32))
-        for c in COLUMNS:
-            if c.name in PER_ROW and c.name != "summary":
-                continue
-            values = [self.full[c.name][i] for i in picked]
-            kind = _arrow_type(c.dtype)
-            if kind is not None:
-                columns[c.name] = pa.array(values, type=kind).take(indices)
-                continue
-            strings = pa.array(values, type=pa.string())
-            if c.name == "summary":  # L7 flows have their own
-                columns[c.name] = pc.if_else(pa.array(np.frombuffer(l7, dtype=np.bool_)),
-                                             columns[c.name], strings.take(indices))
-                continue
-            # dictionary-encoded already, so that the frame builder need not
-            encoded = strings.dictionary_encode()
-            columns[c.name] = pa.DictionaryArray.from_arrays(encoded.indices.take(indices),
-                                                             encoded.dictionary)
+            self._store([shape for shape, _ in missing], batch)
+        for c in _SHAPE_COLUMNS:
+            if c.name in self.values:  # strings: dictionary-encoded, as the builder wants them
+                codes = self.codes[c.name][ids]
+                indices = pa.array(codes, mask=codes < 0)
+                columns[c.name] = pa.DictionaryArray.from_arrays(indices,
+                                                                 self._dictionary(c.name))
+            else:
+                columns[c.name] = pa.array(self.data[c.name][ids], mask=self.mask[c.name][ids])
+        # L7 flows have their own summary; the others their shape's
+        shape_summary = columns.pop("shape_summary").cast(pa.string())
+        columns["summary"] = pc.if_else(pa.array(np.frombuffer(l7, dtype=np.bool_)),
+                                        columns["summary"], shape_summary)
         return columns
 
     def counts(self, run: Any, column: str) -> dict[str, int] | None:
