@@ -105,7 +105,7 @@ def connection_options(f: F) -> F:
 
 def _jsonpb_lines(payloads: list[bytes]) -> list[bytes]:
     """hubble's jsonpb line of each response: in C where it can, else by the reference."""
-    module = _native.native()
+    module = _native.native(proto=True)
     lines: list[bytes | None] = module.jsonpb(payloads, _native.message_index(
         "observer.GetFlowsResponse")) if module is not None else [None] * len(payloads)
     return [line if line is not None else _jsonpb_line(payload)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from flowlens import frame as _frame
 from flowlens._lazy import lazy
 from flowlens.filters import Filters, to_request
-from flowlens.sources.proto import DecodedBatch, merge_batches
+from flowlens.sources.proto import DecodedBatch
 from flowlens.sources.relay import Connection, FlowStream
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def read_window(conn: Connection, filters: Filters,
 def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | None,
           on_event: Callable[[str], None] | None = None) -> pd.DataFrame:
     stream = relay_stream(conn, filters, now=now, on_event=on_event)
-    return _frame.build(merge_batches([decoded.batch for decoded in stream]))
+    return _frame.build_all(decoded.batch for decoded in stream)
 
 
 def _answerable_here(filters: Filters) -> bool:

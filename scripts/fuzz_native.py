@@ -32,7 +32,7 @@ from flowlens.sources import native as fast
 from flowlens.sources.protodict import response_from_dict
 from flowlens.synth import generate_lab
 
-module = fast.native()
+module = fast.native(proto=True)
 assert module is not None and "fsanitize" in sys.argv[3], "not the sanitized build"
 records = list(generate_lab())[:400]
 payloads = [response_from_dict(r).SerializeToString() for r in records]

@@ -48,7 +48,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.fixture(scope="module", autouse=True)
 def native_module() -> Any:
-    module = fast.native()
+    module = fast.native(proto=True)
     assert module is not None, f"flowlens._native is not built: {conftest.NATIVE_BUILD_ERROR}"
     return module
 
@@ -374,7 +374,7 @@ SETTINGS = settings(max_examples=150, deadline=None,
 def test_generated_flows_decode_and_render_as_the_reference(messages: list[Any]) -> None:
     payloads = [m.SerializeToString() for m in messages]
     assert_same_frames(payloads)
-    assert_same_jsonpb(fast.native(), payloads)
+    assert_same_jsonpb(fast.native(proto=True), payloads)
     assert_same_text(payloads)
 
 
@@ -397,7 +397,7 @@ VALID = lab_payloads()[:200:7]
 @given(st.lists(_mutations(VALID), min_size=1, max_size=6))
 def test_hostile_bytes_get_the_reference_answer(payloads: list[bytes]) -> None:
     assert_same_frames(payloads)
-    assert_same_jsonpb(fast.native(), payloads)
+    assert_same_jsonpb(fast.native(proto=True), payloads)
     assert_same_text(payloads)
 
 
@@ -448,6 +448,18 @@ def test_jsonpb_files_read_as_the_reference_reads_them(path: Path, tmp_path: Pat
     monkeypatch.setattr(jsonpb_reader, "_fast_block", spy)
     assert_same_read(path.read_bytes(), tmp_path)
     assert taken and all(taken), "the fast path left a block of a clean capture to the reference"
+
+
+def test_a_fresh_process_reads_jsonpb_by_the_fast_path() -> None:
+    """The jsonpb splitter needs no protobuf descriptor tables: reading a file first works."""
+    probe = ("import flowlens; from flowlens.sources import jsonpb as j; taken = []; b = "
+             "j._fast_block; j._fast_block = lambda *a: taken.append(b(*a)) or taken[-1]; "
+             "flowlens.read(__import__('sys').argv[1]); "
+             "print(len(taken), sum(t is not None for t in taken))")
+    done = subprocess.run([sys.executable, "-c", probe, str(ROOT / "samples" / "lab.jsonpb")],
+                          capture_output=True, text=True, check=True)
+    blocks, fast_blocks = map(int, done.stdout.split())
+    assert blocks and fast_blocks == blocks
 
 
 _JSON_EDITS = st.sampled_from([

@@ -460,7 +460,7 @@ static int parse_time(Str s, int64_t *ns) {
     int64_t seconds = days_from_civil(year, month, day) * 86400 + f[3] * 3600 + f[4] * 60 + f[5];
     int64_t whole;
     if (__builtin_mul_overflow(seconds, (int64_t)1000000000, &whole) ||
-        __builtin_add_overflow(whole, frac, ns))
+        __builtin_add_overflow(whole, frac, ns) || *ns == INT64_MIN) /* (NaT) */
         return -1;
     return 0;
 }

@@ -748,9 +748,11 @@ PyObject *splitter_render(Splitter *sp, PyObject *args, PyObject *kwargs) {
             free(lost);
             return NULL;
         }
-        if (i && lost[i].position < lost[i - 1].position) {
+        /* not in stream order (the reference sorts them), or beyond the frame's types */
+        if ((i && lost[i].position < lost[i - 1].position) || lost[i].count > INT64_MAX ||
+            lost[i].cpu < INT32_MIN || lost[i].cpu > INT32_MAX) {
             free(lost);
-            Py_RETURN_NONE; /* not in stream order: the reference sorts them */
+            Py_RETURN_NONE;
         }
     }
     Buf out = {0}, cells = {0};

@@ -215,12 +215,13 @@ static uint64_t last_u64(const Scratch *s, int depth, int mi, uint32_t number) {
     return o ? o->v : 0;
 }
 
-/* The time of a Timestamp occurrence in nanoseconds; -1 when it overflows. */
+/* The time of a Timestamp occurrence in nanoseconds; -1 beyond what datetime64[ns] holds
+ * (int64, its lowest value being NaT): the reference makes such a flow a bad record. */
 static int timestamp_ns(const Occ *o, int64_t *out) {
     int64_t seconds, nanos, ns;
     if (wire_timestamp(o->p, o->n, &seconds, &nanos) < 0) return -1;
     if (__builtin_mul_overflow(seconds, (int64_t)1000000000, &ns)) return -1;
-    if (__builtin_add_overflow(ns, nanos, out)) return -1;
+    if (__builtin_add_overflow(ns, nanos, out) || *out == INT64_MIN) return -1;
     return 0;
 }
 
@@ -579,11 +580,13 @@ static int splitter_init(Splitter *sp, PyObject *args, PyObject *kwargs) {
     static char *kw[] = {"json", NULL};
     int json = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p", kw, &json)) return -1;
+    sp->json = json;
+    sp->seed = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)sp << 16) ^ 0x5DEECE66Dull;
+    if (json) return 0; /* jsonpb lines need no descriptor tables */
     if (!SCHEMA.ready) {
         PyErr_SetString(PyExc_RuntimeError, "set_schema() first");
         return -1;
     }
-    sp->json = json;
     struct { int *at; const char *name; } need[] = {
         {&sp->mi_response, "observer.GetFlowsResponse"}, {&sp->mi_flow, "flow.Flow"},
         {&sp->mi_ip, "flow.IP"}, {&sp->mi_l4, "flow.Layer4"},
@@ -598,7 +601,6 @@ static int splitter_init(Splitter *sp, PyObject *args, PyObject *kwargs) {
             return -1;
         }
     }
-    sp->seed = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)sp << 16) ^ 0x5DEECE66Dull;
     return 0;
 }
 

@@ -58,11 +58,17 @@ def _source_digest() -> str | None:
 
 
 @functools.cache
-def native() -> ModuleType | None:
-    """The C extension, ready to use; None when it is not built, stale (built from other
-    sources than these) or turned off."""
+def native(proto: bool = False) -> ModuleType | None:
+    """The C extension, ready to use (`proto`: for protobuf too, which loads the descriptor
+    tables); None when it is not built, stale (built from other sources than these) or turned
+    off."""
     if os.environ.get("FLOWLENS_NATIVE", "1") == "0":
         return None
+    if proto:
+        module = native()
+        if module is not None:
+            module.set_schema(*_schema())
+        return module
     try:
         from flowlens import _native
     except ImportError:
@@ -70,7 +76,6 @@ def native() -> ModuleType | None:
     expected = _source_digest()
     if expected is not None and expected != _native.SOURCE:
         return None
-    _native.set_schema(*_schema())
     _native.set_render_tables(H.VERDICTS[0], H.POLICY_VERDICT_TEXT, H.TRAFFIC_DIRECTIONS[0],
                               H.RESERVED_IDENTITIES, tuple(sorted(H.PORT_PROTOCOLS)),
                               H.AUTH_TYPES[0])
@@ -190,7 +195,7 @@ class Shapes:
     frame first needs it."""
 
     def __init__(self, json: bool = False) -> None:
-        module = native()
+        module = native(proto=not json)
         assert module is not None
         self.splitter = module.Splitter(json=json)
         self.generation = self.splitter.generation

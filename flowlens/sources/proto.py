@@ -24,7 +24,7 @@ from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.sources.batch import FlowBatch, paused_gc
-from flowlens.sources.native import NativeRun, Shapes, _from_buffers, native
+from flowlens.sources.native import NativeRun, Shapes, native
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,11 +179,6 @@ _INT16 = range(-(1 << 15), 1 << 15)
 _RESPONSE = flow_pb2.L7FlowType.Value("RESPONSE")
 
 
-# The per-flow numbers of the fast path's columns, and what the frame holds of them.
-_PER_ROW_RANGES = {"time": (_MIN_NS, _MAX_NS), "src_port": (0, 65535), "dst_port": (0, 65535),
-                   "http_code": (0, 32767), "dns_rcode": (0, 32767)}
-
-
 def _shape_problem(f: Any) -> str | None:
     """Why a flow's shared fields do not fit the frame's columns, if they do not."""
     if f.event_type.type not in _INT16 or f.event_type.sub_type not in _INT16:
@@ -262,7 +257,7 @@ class ProtoDecoder:
         self._shapes: dict[Any, int] = {}
         self._shape_values: list[tuple[Any, ...]] = []
         # The C fast path when built (flowlens.sources.native); this class stays the reference.
-        self._fast = Shapes() if fast and native() is not None else None
+        self._fast = Shapes() if fast and native(proto=True) is not None else None
         self._bad_shapes: dict[int, str] = {}  # shapes with a value the frame cannot hold
         self._fast_bad: set[int] = set()  # the same, among the fast path's shapes
         self._fast_generation: Any = None
@@ -312,22 +307,16 @@ class ProtoDecoder:
                             NativeRun(shapes, run, lost, full))
 
     def _out_of_range(self, run: Any, payloads: list[bytes]) -> bool:
-        """Whether a flow of the fast path's run has a value the frame cannot hold."""
+        """Whether a flow of the fast path's run has a shared value the frame cannot hold (the
+        C code leaves runs with such per-flow values to the reference itself)."""
         if run.generation != self._fast_generation:  # the splitter started over
             self._fast_bad.clear()
             self._fast_generation = run.generation
         for shape, source in run.new_shapes:
             if _shape_problem(_Response.FromString(payloads[source]).flow) is not None:
                 self._fast_bad.add(shape)
-        if self._fast_bad and np.isin(np.frombuffer(run.shapes()[0], np.int32),
-                                      list(self._fast_bad)).any():
-            return True
-        columns = run.columns()
-        for name, (low, high) in _PER_ROW_RANGES.items():
-            values = _from_buffers(columns[name], run.rows)
-            if pc.any(pc.or_(pc.less(values, low), pc.greater(values, high))).as_py():
-                return True
-        return False
+        return bool(self._fast_bad) and any(shape in self._fast_bad
+                                            for shape, _ in run.shape_counts())
 
     def _decode(self, payloads: list[bytes], keep_payloads: bool) -> DecodedBatch:
         # One long loop on purpose: this is the hot path (see the module docstring). The fields

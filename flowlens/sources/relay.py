@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -134,6 +132,9 @@ def _credentials(conn: Connection) -> tuple[grpc.ChannelCredentials, list[tuple[
 def _presented_certificate(target: str, timeout: float) -> tuple[bytes, str | None]:
     """The server's certificate (PEM) and a name it is valid for, fetched without checks."""
     host, _, port = target.rpartition(":")
+    import socket  # only for --tls-allow-insecure
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
