@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from flowlens import _hubble as H
 from flowlens import cli_live as _live
 from flowlens import cli_store as _store
 from flowlens import filters as _filters
@@ -192,9 +193,9 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
                                f"--input-file (flowlens tail --input-file {stray[0]})")
     fmt = {"tab": "table", "json": "jsonpb"}.get(output.lower(), output.lower())
     colored = _colored(color)
-    if time_format.lower() not in {name.lower() for name in _hubble_text.TIME_FORMATS}:
+    if time_format.lower() not in {name.lower() for name in H.TIME_FORMATS}:
         raise UsageError(f"invalid value {time_format!r} for --time-format: want one of "
-                         f"{', '.join(_hubble_text.TIME_FORMATS)}")
+                         f"{', '.join(H.TIME_FORMATS)}")
     if print_raw_filters:
         click.echo(_filters.raw_filters_yaml(filters), nl=False)
         return

@@ -539,3 +539,16 @@ def test_tail_prints_what_the_reference_path_prints(relay: str, args: list[str],
         outputs.append((done.stdout, save.read_bytes()))
     assert outputs[0] == outputs[1]
     assert outputs[0][0] and outputs[0][1]
+
+
+def test_tail_from_a_relay_loads_no_pandas(relay: str) -> None:
+    """The fast path prints without a frame: pandas, pyarrow and numpy stay unloaded."""
+    probe = ("import sys, contextlib, io; from flowlens.cli import main\n"
+             "with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO())):\n"
+             "    try: main(sys.argv[1:])\n"
+             "    except SystemExit: pass\n"
+             "print(sorted({'pandas', 'pyarrow', 'numpy'} & set(sys.modules)))")
+    for fmt in ("compact", "dict", "jsonpb"):
+        done = subprocess.run([sys.executable, "-c", probe, "tail", "--server", relay, "--all",
+                               "-o", fmt], capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "[]", (fmt, done.stdout, done.stderr[-500:])
