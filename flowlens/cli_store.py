@@ -157,18 +157,26 @@ def follow_store(root: str, filters: _filters.Filters, options: ReadOptions,
             extent = plan_window((root,), filters, options)
             df = _frame.build_all(follower.initial(options.columns, options.window,
                                                    options.batch_size, options.report))
-            show(_filters.select(dataclasses.replace(filters, follow=False), df,
-                                 None if extent is None else extent[1]))
+            show(_shown(dataclasses.replace(filters, follow=False), df,
+                        None if extent is None else extent[1]))
         else:
             follower.skip_existing()
         while True:
             for batch in follower.new(options.columns, options.batch_size, options.report):
-                show(_filters.select(every, _frame.build(batch)))
+                show(_shown(every, _frame.build(batch)))
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _shown(filters: _filters.Filters, df: pd.DataFrame,
+           newest: pd.Timestamp | None = None) -> pd.DataFrame:
+    """What tail shows of a frame: the selected flows and the lost events hubble keeps (each
+    filtered as a missing flow), as tail on files shows them."""
+    shown = _filters.selection(filters, df, newest)
+    return _frame.take(df, shown.rows, shown.lost)
 
 
 # --- record -----------------------------------------------------------------------------------

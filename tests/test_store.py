@@ -494,3 +494,41 @@ def test_tail_follows_a_store_as_files_arrive(lab: pd.DataFrame, tmp_path: Path,
     assert rest == []
     assert b"".join(first).decode() == shown
     assert b"".join(new).decode() == expected
+
+
+def test_tail_follow_filters_lost_events_as_tail_on_files(lab: pd.DataFrame,
+                                                          tmp_path: Path) -> None:
+    """A lost event is filtered as a flow that is not there (hubble's rule, as tail on files
+    applies it), not kept for lying between two selected flows: --verdict DROPPED drops it,
+    --not --verdict FORWARDED keeps it."""
+    store = tmp_path / "store"
+    import_sources(store, [LAB])
+    later = _shifted(lab, 1)
+    added = F.take(later, range(800, 1300))  # a lost event between DROPPED flows
+    assert len(F.lost_events(added)) == 1
+    for flags, lost_shown in ((["--verdict", "DROPPED"], False),
+                              (["--not", "--verdict", "FORWARDED"], True)):
+        tail = subprocess.Popen([sys.executable, "-m", "flowlens", "tail", "--input-file",
+                                 str(store), "-f", *flags],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = _Lines(tail.stdout)
+        try:
+            time.sleep(1.5)  # following: what is there now is not printed
+            writer = StoreWriter(store)
+            writer.add(added)
+            writer.flush()
+            expected = _run("tail", "--input-file", str(store), "--since",
+                            "2026-07-01T09:00:00Z", *flags).stdout
+            new = lines.take(expected.count("\n"), 20)
+        finally:
+            tail.send_signal(signal.SIGINT)
+            _, err = tail.communicate(timeout=10)
+        assert tail.returncode == 0, err
+        assert ("EVENTS LOST" in expected) is lost_shown
+        assert b"".join(new).decode() == expected
+        for path in (store / "flows").rglob("*.parquet"):  # the next round adds them again
+            if "hour=09" in str(path):
+                path.unlink()
+        for path in (store / "lost_events").rglob("*.parquet"):
+            if "hour=09" in str(path):
+                path.unlink()
