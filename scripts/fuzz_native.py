@@ -5,9 +5,10 @@
 Builds the C extension from this checkout with -fsanitize=address,undefined into a temporary
 copy of the package, then feeds it hostile input in a child interpreter with the sanitizer
 runtime preloaded: valid responses and jsonpb lines cut, bit-flipped, spliced and padded, and
-plain noise, through every entry point (split, split_json, columns, render in every format,
-jsonpb). Any out-of-bounds access, use after free or undefined behaviour aborts the child with
-the sanitizer's report; the script exits non-zero then. Needs gcc with libasan and libubsan.
+plain noise, through every entry point (split, split_json, compact_keys, columns, render in
+every format, jsonpb). Any out-of-bounds access, use after free or undefined behaviour aborts
+the child with the sanitizer's report; the script exits non-zero then. Needs gcc with libasan
+and libubsan.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ records = list(generate_lab())[:400]
 payloads = [response_from_dict(r).SerializeToString() for r in records]
 lines = [orjson.dumps(r) for r in records]
 index = fast.message_index("observer.GetFlowsResponse")
+import flowlens
+from flowlens.render.hubble import compact
+texts = [line.encode() for line in compact(flowlens.read(sys.argv[4]))][:400]
 
 
 def mutate(data: bytes, rnd: random.Random) -> bytes:
@@ -58,7 +62,8 @@ def mutate(data: bytes, rnd: random.Random) -> bytes:
     return bytes(data)
 
 
-def exercise(items: list[bytes], blocks: list[bytes]) -> None:
+def exercise(items: list[bytes], blocks: list[bytes], text: bytes = b"") -> None:
+    module.compact_keys(text.decode("utf-8", "replace"))
     module.jsonpb(items, index)
     for json in (False, True):
         shapes = fast.Shapes(json=json)
@@ -99,12 +104,14 @@ def fuzz(rnd: random.Random, n: int) -> None:
              for _ in range(n)]
     block = b"\n".join(mutate(rnd.choice(lines), rnd) if rnd.random() < 0.7
                        else rnd.choice(lines) for _ in range(n)) + b"\n"
-    exercise(items, [block, block[:rnd.randrange(len(block) + 1)]])
+    text = b"".join(mutate(rnd.choice(texts), rnd) if rnd.random() < 0.5 else rnd.choice(texts)
+                    for _ in range(n))
+    exercise(items, [block, block[:rnd.randrange(len(block) + 1)]], text)
 
 
 random.seed(int(sys.argv[2]))
 fuzz()
-exercise(payloads, [b"\n".join(lines) + b"\n"])  # and the clean input, whole
+exercise(payloads, [b"\n".join(lines) + b"\n"], b"".join(texts))  # and the clean input
 print("fuzzed", sys.argv[1], "examples: no sanitizer report")
 '''
 
@@ -138,7 +145,8 @@ def main() -> None:
                      "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
                      "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
         done = subprocess.run([sys.executable, "-c", DRIVER, str(args.examples),
-                               str(args.seed), SANITIZE], env=child_env, cwd=tmp)
+                               str(args.seed), SANITIZE, str(ROOT / "samples" / "lab.jsonpb")],
+                              env=child_env, cwd=tmp)
     raise SystemExit(done.returncode)
 
 

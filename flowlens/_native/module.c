@@ -11,6 +11,10 @@ static PyMethodDef methods[] = {
     {"jsonpb", py_jsonpb, METH_VARARGS,
      "jsonpb(payloads, message) -> [bytes | None]: hubble's jsonpb line of each serialized "
      "message (None where the reference encoder must answer)."},
+    {"compact_keys", py_compact_keys, METH_VARARGS,
+     "compact_keys(text) -> [(codes, keys)] * 6 | None: hubble's compact lines split into the "
+     "six keys flowlens.sources.text reads, each dictionary-encoded; None when a line is not "
+     "one its regex matches."},
     {"set_render_tables", py_set_render_tables, METH_VARARGS,
      "set_render_tables(verdict_unknown, policy_verdict_text, direction_unknown, reserved, "
      "port_protocols, auth_disabled): the tables of flowlens._hubble the renderer uses."},

@@ -275,6 +275,10 @@ int run_push_l7(Run *run, Row *row, L7Row **l7);
 int32_t shape_of(Splitter *sp, const Str *parts, int nparts, int *is_new);
 int split_json(Splitter *sp, Run *run, const char *block, size_t n); /* 0, or -1 to bail */
 
+/* ---- compact text (text.c) -------------------------------------------------------------- */
+
+PyObject *py_compact_keys(PyObject *self, PyObject *args);
+
 /* ---- rendering (render.c) ------------------------------------------------------------- */
 
 PyObject *py_set_render_tables(PyObject *self, PyObject *args);

@@ -56,6 +56,7 @@ from flowlens import _hubble as H
 from flowlens.errors import UsageError
 from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
 from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, too_long
+from flowlens.sources.native import native
 
 __all__ = ["check_year", "read_text"]
 
@@ -797,6 +798,15 @@ def _parse_or_none(parse: Callable[[str], T]) -> Callable[[str], T | None]:
 class _Keys:
     """The distinct keys of one column, each row's index into them, and their parsed values."""
 
+    @classmethod
+    def encoded(cls, codes: bytes, keys: list[str]) -> _Keys:
+        """Keys encoded elsewhere (the C tokenizer): each row's index, as int32 bytes."""
+        self = cls.__new__(cls)
+        self.values = []
+        self.keys = keys
+        self.index = pa.Array.from_buffers(pa.int32(), len(codes) // 4, [None, pa.py_buffer(codes)])
+        return self
+
     def __init__(self, keys: Sequence[str]) -> None:
         self.values: list[Any] = []
         if not any(keys):  # only "" (the lost-event text of flows): quicker
@@ -925,7 +935,18 @@ class _Converter:
         """Columns for the rows; a row with a part that does not parse goes to `bad(i, why)`."""
         if not rows:
             return _Chunk({}, 0)
-        seconds, suffix, firsts, links, tails, lost = map(_Keys, zip(*rows, strict=True))
+        chunk = self._from_keys([_Keys(k) for k in zip(*rows, strict=True)], rows, bad)
+        assert chunk is not None
+        return chunk
+
+    def convert_keys(self, keys: list[_Keys]) -> _Chunk | None:
+        """Columns for rows given as their six keys (the C tokenizer's); None when one does not
+        parse: the caller converts the rows one by one then."""
+        return self._from_keys(keys, None, lambda i, why: None)
+
+    def _from_keys(self, keys: list[_Keys], rows: list[Row] | None,
+                   bad: Callable[[int, str], None]) -> _Chunk | None:
+        seconds, suffix, firsts, links, tails, lost = keys
         # Seconds and first hosts are mostly distinct (ephemeral ports): parsed in bulk when they
         # are of the usual kinds, else key by key like the other parts.
         stamps = _milli_stamps(seconds.keys)
@@ -936,6 +957,8 @@ class _Converter:
                  and links.parse(c[3], p[3]) and tails.parse(c[4], p[4])
                  and lost.parse(c[5], p[5]))
         if not valid:
+            if rows is None:
+                return None
             good = []
             for i, row in enumerate(rows):
                 why = self.problem(row)
@@ -955,6 +978,8 @@ class _Converter:
             wrong = pc.and_(given, pc.is_null(nanos))  # a stamp with no time in its year
             if pc.any(wrong).as_py():
                 self.clock.restore(state)
+                if rows is None:
+                    return None
                 for i in pc.indices_nonzero(wrong).to_pylist():
                     bad(i, self.clock.problem)
                 kept = pc.indices_nonzero(pc.invert(wrong)).to_pylist()
@@ -1106,11 +1131,13 @@ class _Reader:
             lines = text.count("\n")
             if not unterminated:
                 with paused_gc():
-                    rows = _COMPACT.findall(text)
-                    chunk = None
-                    if len(rows) == lines:
-                        chunk = self._convert(rows, range(lineno + 1, lineno + lines + 1), False)
-                    del rows  # before the collector resumes: it would walk every row once more
+                    chunk = self._fast_compact(text)
+                    if chunk is None:
+                        rows = _COMPACT.findall(text)
+                        if len(rows) == lines:
+                            chunk = self._convert(rows, range(lineno + 1, lineno + lines + 1),
+                                                  False)
+                        del rows  # before the collector resumes: it would walk every row again
                 if chunk is not None:
                     chunk.flush = self.blocks.paused
                     yield chunk
@@ -1120,6 +1147,15 @@ class _Reader:
             chunk.flush = self.blocks.paused
             yield chunk
             lineno += lines + unterminated
+
+    def _fast_compact(self, text: str) -> _Chunk | None:
+        """A block's records by the C tokenizer (it splits lines as `_COMPACT` does) when built;
+        None when the regex must (a line it does not match, a part that does not parse)."""
+        module = native()
+        keys = module.compact_keys(text) if module is not None else None
+        if keys is None:
+            return None
+        return self.rows.convert_keys([_Keys.encoded(codes, k) for codes, k in keys])
 
     def _compact_lines(self, text: str, lineno: int, unterminated: bool) -> _Chunk:
         """The careful path: line by line, reporting each line that is not a record."""
