@@ -348,3 +348,19 @@ def test_the_text_report_puts_long_time_tables_last() -> None:
     kinds = [any(t in line for t in over_time) for line in titles]
     assert titles[0].startswith("== Who is denied")
     assert kinds == sorted(kinds) and sum(kinds) == len(over_time)
+
+
+@pytest.mark.parametrize("selection", [("--verdict", "DROPPED"),
+                                       ("--from-pod", "default/frontend"),
+                                       ("--to-pod", "default/backend", "--type", "drop")])
+def test_the_answer_does_not_depend_on_how_the_denials_were_selected(
+        lab_json: dict[str, Any], selection: tuple[str, ...]) -> None:
+    """A filter that keeps only the drops (or one side) still sees when a connection passed
+    again: frontend is allowed again at 08:20:01.954 however it was selected."""
+    doc = json.loads(run(LAB, "--format", "json", *selection).stdout)
+    (got,) = _frontend(doc["summary"]["denied"])
+    (everything,) = _frontend(lab_json["summary"]["denied"])
+    # To the millisecond: a drop event comes microseconds after its packet's policy verdict.
+    for key in ("status", "since", "allowed_before", "allowed_again"):
+        assert (got[key] or "")[:23] == (everything[key] or "")[:23], key
+    assert got["flows"] == (92 if "drop" in selection else 184)  # the selected denials

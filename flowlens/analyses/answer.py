@@ -54,12 +54,18 @@ class Answer:
         return self.verdict_events > 0 and self.drop_events > 0
 
 
-def answer(df: pd.DataFrame) -> Answer:
-    """The report's opening answer over the flows of `df`."""
+def answer(df: pd.DataFrame, selected: np.ndarray | None = None,
+           seen: np.ndarray | None = None) -> Answer:
+    """The report's opening answer: the denials among the `selected` flows of `df` (default:
+    all), and when their ends passed, told by the flows `seen` (default: all; a report gives
+    its time window, whatever the filters select: `--verdict DROPPED` or a one-sided filter
+    does not hide that a connection is allowed again)."""
     reasons = dropped(df, ["event_type"])
-    ordered, flips = _flips(policy_outcomes(df, reasons))
-    denied = reasons[reasons["reason"].isin(POLICY_DROPS).to_numpy()]
-    others = reasons[~reasons["reason"].isin(POLICY_DROPS).to_numpy()]
+    ordered, flips = _flips(policy_outcomes(df, reasons, selected, seen))
+    chosen = (np.ones(len(reasons), dtype=bool) if selected is None
+              else selected[is_(df, "verdict", "DROPPED")])
+    by_policy = reasons["reason"].isin(POLICY_DROPS).to_numpy()
+    denied, others = reasons[by_policy & chosen], reasons[~by_policy & chosen]
     other_drops = (others.groupby("reason", observed=True).size().rename("flows")
                    .sort_values(ascending=False, kind="stable").reset_index())
     return Answer(_denied_connections(ordered, flips), _changes(ordered, flips),
@@ -67,14 +73,20 @@ def answer(df: pd.DataFrame) -> Answer:
                   other_drops.astype({"reason": object}))
 
 
-def policy_outcomes(df: pd.DataFrame, drops: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every policy outcome of a connection end, oldest first, of the ends that were denied at
-    least once (`drops`: `dropped(df)`, when already at hand). Columns: source, destination,
+def policy_outcomes(df: pd.DataFrame, drops: pd.DataFrame | None = None,
+                    selected: np.ndarray | None = None,
+                    seen: np.ndarray | None = None) -> pd.DataFrame:
+    """Every policy outcome of a connection end, oldest first, of the ends denied at least
+    once: the denials among the `selected` flows and the passing among the flows `seen` (see
+    `answer`; `drops`: `dropped(df)`, when already at hand). Columns: source, destination,
     port, protocol, direction (ingress, egress or unknown), time, denied, reason (denials),
     policies (the policies the flow names)."""
     drops = dropped(df) if drops is None else drops
+    dropped_rows = np.flatnonzero(is_(df, "verdict", "DROPPED"))
     by_policy = drops["reason"].isin(POLICY_DROPS).to_numpy()
-    denied_rows = np.flatnonzero(is_(df, "verdict", "DROPPED"))[by_policy]
+    if selected is not None:
+        by_policy = by_policy & selected[dropped_rows]
+    denied_rows = dropped_rows[by_policy]
     denied = np.zeros(len(df), dtype=bool)
     denied[denied_rows] = True
     # Only requests to a port and protocol some denial has can show a denied end passing.
@@ -82,6 +94,8 @@ def policy_outcomes(df: pd.DataFrame, drops: pd.DataFrame | None = None) -> pd.D
     allowed = is_(df, "verdict", *ALLOWING) & np.isin(port, np.unique(port[denied_rows]))
     allowed &= is_(df, "protocol", *df["protocol"].iloc[denied_rows].dropna().unique())
     allowed &= request_flows(df, denied)
+    if seen is not None:
+        allowed &= seen
     direction = _directions(df, denied)
     keep = denied | (allowed & (direction > 0))
     kept = np.flatnonzero(keep)

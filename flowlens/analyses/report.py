@@ -271,7 +271,20 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     checked = None if policies is None else _check_policies(chosen, policies, named_ports)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
                   traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
-                  missing_fields(chosen), answer(chosen) if panels else None)
+                  missing_fields(chosen),
+                  answer(df, selected, _within(df, start, end)) if panels else None)
+
+
+def _within(df: pd.DataFrame, start: pd.Timestamp | None,
+            end: pd.Timestamp | None) -> np.ndarray:
+    """The flows of the window, whatever the filters."""
+    times = df["time"]
+    inside = times.notna().to_numpy(copy=True)
+    if start is not None:
+        inside &= np.asarray((times >= start).fillna(False), dtype=bool)
+    if end is not None:
+        inside &= np.asarray((times <= end).fillna(False), dtype=bool)
+    return inside
 
 
 def _covered(since: pd.Timestamp | None, until: pd.Timestamp | None,
