@@ -364,3 +364,17 @@ def test_the_answer_does_not_depend_on_how_the_denials_were_selected(
     for key in ("status", "since", "allowed_before", "allowed_again"):
         assert (got[key] or "")[:23] == (everything[key] or "")[:23], key
     assert got["flows"] == (92 if "drop" in selection else 184)  # the selected denials
+
+
+def test_text_tables_show_times_in_one_precision_and_each_heading_once() -> None:
+    """A jsonpb and a text capture of the same flows: the text lost events have whole seconds,
+    the jsonpb ones sub-millisecond parts; one column still lines up (milliseconds always)."""
+    result = run(str(SAMPLES))
+    assert result.exit_code == 0, result.output
+    headings = re.findall(r"^== (.+?) =+$", result.stdout, re.M)
+    assert "General: Lost events" in headings
+    assert all(len(set(h.split(": "))) == 2 for h in headings if ": " in h), headings
+    lost = result.stdout.split("== General: Lost events")[1].split("\n== ")[0]
+    times = re.findall(r"^(?:first|last) +(.+)$", lost, re.M)
+    assert len(times) >= 4
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", t) for t in times), times

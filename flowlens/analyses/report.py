@@ -114,7 +114,7 @@ PANELS: tuple[PanelSpec, ...] = (
               "response is selected (hubble_http_request_duration_seconds)", pairs=True),
     PanelSpec("http_success_rate", "HTTP success rate", "HTTP", l7.http_success_rate, "frame",
               "share of HTTP responses that are not 5xx"),
-    PanelSpec("lost_events_by_source", "Lost events", "Lost events", lost.lost_events, "frame",
+    PanelSpec("lost_events_by_source", "Lost events", "General", lost.lost_events, "frame",
               "events the source reported lost, by source and node "
               "(hubble_lost_events_total)"),
 )

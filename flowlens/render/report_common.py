@@ -29,20 +29,21 @@ def iso_time(value: pd.Timestamp | None) -> str | None:
     return value.tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
-def short_time(value: pd.Timestamp | None) -> str:
-    """`2026-07-01 08:10:05.335` (UTC; milliseconds only when there are any)."""
+def short_time(value: pd.Timestamp | None, millis: bool = False) -> str:
+    """`2026-07-01 08:10:05.335` (UTC; milliseconds when there are any, or always with `millis`:
+    the times of a table column line up)."""
     if value is None or pd.isna(value):
         return "-"
     value = value.tz_convert("UTC")
     text = value.strftime("%Y-%m-%d %H:%M:%S")
-    millis = value.microsecond // 1000
-    return f"{text}.{millis:03d}" if millis or value.nanosecond or value.microsecond else text
+    fraction = value.microsecond or value.nanosecond
+    return f"{text}.{value.microsecond // 1000:03d}" if millis or fraction else text
 
 
 def cell(value: Any, column: str) -> str:
     """One table cell as text: thousands separators, percentages, short times, '-' for NA."""
     if isinstance(value, pd.Timestamp):
-        return short_time(value)
+        return short_time(value, millis=True)
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "-"
     if isinstance(value, bool):
