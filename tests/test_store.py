@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -494,6 +495,29 @@ def test_tail_follows_a_store_as_files_arrive(lab: pd.DataFrame, tmp_path: Path,
     assert rest == []
     assert b"".join(first).decode() == shown
     assert b"".join(new).decode() == expected
+
+
+def test_a_follower_waits_for_the_flows_written_just_after_their_lost_events(
+        lab: pd.DataFrame, tmp_path: Path) -> None:
+    """record renames an hour's lost-event file a moment before its flows file: a follower
+    that lists the store between the two still places the lost event among its flows."""
+    from flowlens.store.dataset import StoreFollower
+
+    store = tmp_path / "store"
+    create_store(store)
+    follower = StoreFollower(Store(store))
+    follower.skip_existing()
+    writer = StoreWriter(store)
+    writer.add(F.take(_shifted(lab, 1), range(800, 1300)))  # a lost event among 500 flows
+    written = writer.flush()
+    flows_file = next(p for p in written if "flows" in p.parts)
+    aside = flows_file.with_name("aside.tmp")
+    flows_file.rename(aside)  # as if listed between the two renames
+    threading.Timer(0.3, aside.rename, (flows_file,)).start()
+    batches = list(follower.new())
+    assert sum(b.size for b in batches) == 500
+    positions = [e["position"] for b in batches for e in b.lost_events]
+    assert len(positions) == 1 and 0 < positions[0] < 500
 
 
 def test_tail_follow_filters_lost_events_as_tail_on_files(lab: pd.DataFrame,

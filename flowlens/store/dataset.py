@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -160,9 +161,9 @@ class Partition:
             out.append((file, groups))
         return out
 
-    def names(self) -> set[str]:
-        """Every original file of this hour (compacted files stand for theirs)."""
-        return {name for files in self.files.values() for stored in files
+    def names(self, tables: Sequence[str] = TABLES) -> set[str]:
+        """Every original file of this hour's `tables` (compacted files stand for theirs)."""
+        return {name for table in tables for stored in self.files.get(table, ())
                 for name in (stored.originals or (stored.name,))}
 
     def _relisted(self) -> Partition:
@@ -336,6 +337,9 @@ def _positioned(partitions: Iterable[Iterator[FlowBatch]]) -> Iterator[FlowBatch
             yield batch
 
 
+_SETTLE_POLLS, _SETTLE_SECONDS = 20, 0.05  # a follower waits up to 1 s for an hour's flows
+
+
 class StoreFollower:
     """New files of a store as `record` writes them (for `tail -f`): what was there when
     following started is marked seen (or read once by `initial`), then `new` reads each file
@@ -351,6 +355,11 @@ class StoreFollower:
             self.seen |= part.names()
         if parts:
             self.floor = max(self.floor or 0, parts[-1].start_ns - HOUR_NS)
+
+    def _unseen(self) -> list[Partition]:
+        """The watched hours with files not read yet."""
+        return [p for p in self.store.partitions(TimeRange(self.floor, None))
+                if p.names() - self.seen]
 
     def skip_existing(self) -> None:
         self._mark(self.store.partitions())
@@ -368,8 +377,15 @@ class StoreFollower:
             report: ReadReport | None = None) -> Iterator[FlowBatch]:
         """Flows of the files that appeared since the last call (the current and previous
         hour of the newest data are watched)."""
-        parts = [p for p in self.store.partitions(TimeRange(self.floor, None))
-                 if p.names() - self.seen]
+        parts = self._unseen()
+        # record writes an hour's lost events and node status just before its flows: while
+        # only those have appeared, give the flows a moment, so that a lost event is printed
+        # among the flows it came between rather than ahead of them.
+        for _ in range(_SETTLE_POLLS):
+            if not any(not p.names((FLOWS,)) - self.seen for p in parts):
+                break
+            time.sleep(_SETTLE_SECONDS)
+            parts = self._unseen()
         skip = frozenset(self.seen)
         self._mark(parts)
         yield from _positioned(p.batches(columns, ALL_TIME, batch_size, report, skip)
