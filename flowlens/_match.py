@@ -248,7 +248,7 @@ def check_status(value: str) -> bool:
 
 def _check_names(values: list[Any]) -> None:
     if "" in values:
-        raise ValueError("invalid filter, name must not be empty")
+        raise ValueError("a pod or service name must not be empty")
 
 
 # What the flags' parsers (and filters' checks of raw FlowFilters' text values) leave to check.

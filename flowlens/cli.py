@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -127,12 +127,33 @@ def _report_bad_lines(report: ReadReport) -> None:
         click.echo(f"flowlens: {line}", err=True)
 
 
+def _usage_error(exc: click.UsageError) -> NoReturn:
+    """click's usage error (an unknown option, a missing argument) as one line, as ours are,
+    with where help is instead of click's usage block."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        raise exc  # `flowlens` alone: click prints the help
+    where = exc.ctx.command_path if exc.ctx is not None else "flowlens"
+    message = exc.format_message().rstrip(".")
+    click.echo(f"flowlens: error: {message} (see {where} --help)", err=True)
+    raise click.exceptions.Exit(exc.exit_code)
+
+
 class FlowlensGroup(click.Group):
-    """Turns flowlens's own errors into one line on stderr and a non-zero exit, no traceback."""
+    """Turns flowlens's own errors and click's usage errors into one line on stderr and a
+    non-zero exit, no traceback."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            _usage_error(exc)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            _usage_error(exc)
         except FlowlensError as exc:
             click.echo(f"flowlens: error: {exc}", err=True)
             ctx.exit(exc.exit_code)

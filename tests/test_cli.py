@@ -27,7 +27,7 @@ LAB, LAB_TEXT = str(SAMPLES / "lab.jsonpb"), str(SAMPLES / "lab.compact.txt")
 
 
 def run(*argv: str) -> Result:
-    return CliRunner().invoke(main, list(argv))
+    return CliRunner().invoke(main, list(argv), prog_name="flowlens")
 
 
 def ok(*argv: str) -> Result:
@@ -252,3 +252,24 @@ def test_without_source_the_relay_tried_is_named(argv: tuple[str, ...]) -> None:
     assert result.stderr.startswith(
         f"flowlens: error: no SOURCE given, so flows were asked of hubble-relay at {address} "
         f"(--server, $HUBBLE_SERVER): relay {address}: UNAVAILABLE")
+
+
+@pytest.mark.parametrize(("argv", "message", "where"), [
+    (("report", LAB, "-f"), "No such option '-f'", "flowlens report"),
+    (("--bogus",), "No such option '--bogus'", "flowlens"),
+    (("policy", "check", "--bogus"), "No such option '--bogus'", "flowlens policy check"),
+    (("tail", "--input-file", LAB, "--verdict", "FOO"), "invalid value 'FOO' for --verdict",
+     "flowlens tail"),
+    (("tail", "--input-file", LAB, "--from-pod", ""),
+     "invalid filter: a pod or service name must not be empty", "flowlens tail"),
+    (("tail", LAB), "tail reads saved flows with --input-file", "flowlens tail"),
+])
+def test_usage_errors_are_one_line_saying_where_help_is(
+        argv: tuple[str, ...], message: str, where: str) -> None:
+    """click's own usage errors read as flowlens's: one line on stderr, exit 2."""
+    result = run(*argv)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.rstrip("\n")], result.stderr
+    assert result.stderr.startswith("flowlens: error: ") and message in result.stderr
+    assert result.stderr.rstrip().endswith(f"(see {where} --help)")

@@ -292,7 +292,7 @@ def test_a_pod_in_another_namespace_conflicts() -> None:
     (("--cluster", ""), "for --cluster: name must not be empty"),
     (("--cel-expression", "_flow.verdict"), "wanted 'bool' result type"),
     (("--cel-expression", "_flow.nope"), "undefined field 'nope'"),
-    (("--allowlist", '{"source_pod":[""]}'), "invalid filter: invalid filter, name must not be"),
+    (("--allowlist", '{"source_pod":[""]}'), "invalid filter: a pod or service name must not be empty"),
     (("--allowlist", '{"dns_query":["(?=x)"]}'), "invalid filter: error parsing regexp"),
     (("-t", "trace", "--http-method", "GET"),
      "invalid filter: filtering by http method requires the event type filter to only match "
