@@ -88,6 +88,34 @@ def test_a_relay_that_stays_away_is_one_line_saying_what_is_missing(
     assert len(got) == len(set(got))
 
 
+def test_a_follow_stream_holds_back_a_relay_faster_than_its_consumer(
+        capture: tuple[ReplayData, list[str]]) -> None:
+    """tail -f's receiving thread keeps at most a few runs of flows in hand: while the consumer
+    dawdles, the rest waits in the relay (memory stays flat), and none is lost."""
+    data, expected = capture
+    listen = f"127.0.0.1:{_free_port()}"
+    relay = ReplayRelay(data, listen=listen).start()
+    stream = relay_stream(Connection(listen), F.Filters.from_kwargs(all=True, follow=True))
+    stream.run_size = 200
+    got: list[str] = []
+    in_hand = []
+    taken = 0  # responses handed over: flows, lost events, node status
+    try:
+        for decoded in stream:
+            got += _uuids(decoded)
+            taken += decoded.rows + len(decoded.lost_events) + len(decoded.node_status)
+            if len(in_hand) < 3 and got:
+                time.sleep(1)  # long enough to receive all 30,000 flows were nothing held back
+                in_hand.append(stream._received - taken)
+            if len(got) >= len(expected):
+                break
+    finally:
+        stream.cancel()
+        relay.stop()
+    assert max(in_hand) <= 4 * 200 + 1, in_hand  # + the one the receiver holds, waiting
+    assert len(got) == len(set(got)) == len(expected)
+
+
 def _lines(pipe: object, count: int) -> Iterator[bytes]:
     for _ in range(count):
         line = pipe.readline()  # type: ignore[attr-defined]

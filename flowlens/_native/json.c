@@ -877,6 +877,7 @@ int split_json(Splitter *sp, Run *run, const char *block, size_t n) {
         size_t end = nl ? (size_t)(nl - block) : n;
         if (end == at && !nl) break;
         r = json_line(sp, run, block + at, end - at, at, &key, &acc);
+        run->newlines += nl != NULL;
         at = end + 1;
     }
     Py_END_ALLOW_THREADS

@@ -265,6 +265,7 @@ typedef struct {
     PyObject *new_shapes; /* [(shape, index)]: index of a payload, or (start, end) of a line */
     PyObject *others;     /* [(index, rows before)]: responses that are not flows */
     long generation;      /* of the splitter's shapes when the run was split */
+    size_t newlines;      /* in the block split (jsonpb) */
 } Run;
 
 extern PyTypeObject SplitterType, RunType;

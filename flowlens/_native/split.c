@@ -9,7 +9,7 @@
 
 /* Shapes kept before the table starts over (as the reference's cache), and key bytes. */
 #define MAX_SHAPES 100000
-#define MAX_KEY_BYTES (64u << 20)
+#define MAX_KEY_BYTES (16u << 20)
 
 /* ---- the shape table ---- */
 
@@ -446,6 +446,7 @@ static Run *run_new(Splitter *sp, PyObject *owner) {
     run->arena.head = NULL;
     run->owner = Py_NewRef(owner);
     run->has_view = 0;
+    run->newlines = 0;
     run->new_shapes = PyList_New(0);
     run->others = PyList_New(0);
     run->generation = sp->generation;
@@ -895,6 +896,8 @@ static PyObject *run_generation(Run *r, void *closure) {
     return PyLong_FromLong(r->generation);
 }
 
+static PyObject *run_newlines(Run *r, void *closure) { return PyLong_FromSize_t(r->newlines); }
+
 static PyObject *run_newest(Run *r, void *closure) {
     int any = 0;
     int64_t newest = 0;
@@ -927,6 +930,7 @@ static PyGetSetDef run_getset[] = {
     {"generation", (getter)run_generation, NULL,
      "the splitter's generation of shapes the run's shape numbers refer to", NULL},
     {"newest", (getter)run_newest, NULL, "newest flow time (ns) or None", NULL},
+    {"newlines", (getter)run_newlines, NULL, "newlines in the block split (jsonpb)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -245,16 +245,19 @@ class LineBlocks:
 
     def _split(self, block: bytes) -> Iterator[tuple[bytes, bool]]:
         """The block in pieces of at most `max_lines` lines."""
+        lines = block.count(b"\n")
+        if self.max_lines is None or lines <= self.max_lines:  # (the usual case: no search)
+            self._lines += lines
+            yield block, False
+            return
         start = 0
         while start < len(block):
-            end = len(block)
-            if self.max_lines is not None:
-                at = start
-                for _ in range(self.max_lines):
-                    at = block.find(b"\n", at) + 1
-                    if not at:
-                        break
-                end = at or end
+            at = start
+            for _ in range(self.max_lines):
+                at = block.find(b"\n", at) + 1
+                if not at:
+                    break
+            end = at or len(block)
             self._lines += block.count(b"\n", start, end)
             yield block[start:end], False
             start = end

@@ -120,9 +120,10 @@ def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
         for line in skipped:
             report.bad(f"{opened.name}:{line}", too_long(max_line))
         where = _Where(opened.name, first_line)
-        first_line += block.count(b"\n")
-        if split is not None and fast is not None:
-            batch = _fast_block(fast, split.result(), block, position, report)
+        run = split.result() if split is not None else None
+        first_line += run.newlines if run is not None else block.count(b"\n")
+        if run is not None and fast is not None:
+            batch = _fast_block(fast, run, block, position, report)
             if batch is not None:
                 position += batch.size
                 yield batch

@@ -147,6 +147,8 @@ _VIEW = ("node", "verdict", "event", "traffic_direction", "policies", "protocol"
          "auth_type", "src_namespace", "src_pod", "src_service", "src_names", "src_identity",
          "dst_namespace", "dst_pod", "dst_service", "dst_names", "dst_identity", "is_reply",
          "ip_trace_id")
+# The shape columns a relay stream counts (RelayStats).
+_COUNTED = ("verdict", "drop_reason")
 _RENDER_FORMATS = {"compact": 0, "dict": 1, "table": 2}
 
 
@@ -190,9 +192,9 @@ def _from_buffers(spec: tuple[str, Any, Any, bytes], size: int) -> Any:
 
 class Shapes:
     """What a `_native.Splitter`'s shapes hold, learnt from the reference decoders: for the
-    protobuf splitter, at once, the shape columns the renderer and the stream's counts use
-    (`light`); and the value of every frame column, decoded from a flow of the shape when a
-    frame first needs it."""
+    protobuf splitter, at once, the shape columns the renderer prints (kept in C) and those the
+    stream counts (`counted`); and the value of every frame column, decoded from a flow of the
+    shape when a frame first needs it."""
 
     def __init__(self, json: bool = False) -> None:
         module = native(proto=not json)
@@ -202,7 +204,7 @@ class Shapes:
         self._forget()
 
     def _forget(self) -> None:
-        self.light: list[dict[str, Any] | None] = []
+        self.counted: list[tuple[Any, ...] | None] = []  # per shape, in _COUNTED order
         self.known: list[bool] = []
         # Per shape column, the value of each shape known: numbers as data and NA mask, strings
         # as codes (-1 for NA) into the column's distinct values.
@@ -212,8 +214,8 @@ class Shapes:
         self.values: dict[str, dict[Any, int]] = {name: {} for name in _STRING_SHAPE_COLUMNS}
         self._dictionaries: dict[str, Any] = {}
 
-    def learn(self, run: Any, light: Callable[[Any], dict[str, Any]] | None) -> bool:
-        """Takes the run's new shapes; `light(source)` gives the shape columns of the flow at a
+    def learn(self, run: Any, of: Callable[[Any], dict[str, Any]] | None) -> bool:
+        """Takes the run's new shapes; `of(source)` gives the shape columns of the flow at a
         source (a payload's index). False when the run cannot be used after all."""
         if run.generation != self.generation:  # the splitter started over
             self._forget()
@@ -222,8 +224,8 @@ class Shapes:
             if shape != len(self.known):
                 self.splitter.reset()
                 return False
-            values = light(source) if light is not None else None
-            self.light.append(values)
+            values = of(source) if of is not None else None
+            self.counted.append(None if values is None else tuple(values[c] for c in _COUNTED))
             self.known.append(False)
             if values is not None:
                 # A value the renderer does not take leaves the view unset: runs with that
@@ -293,14 +295,17 @@ class Shapes:
         return columns
 
     def counts(self, run: Any, column: str) -> dict[str, int] | None:
-        """How many of the run's flows have each value of a light column (NA left out); None
-        without light values."""
+        """How many of the run's flows have each value of a column of _COUNTED (NA left out);
+        None when the shapes' values are not known or the column is not counted."""
+        if column not in _COUNTED:
+            return None
+        at = _COUNTED.index(column)
         counts: dict[str, int] = {}
         for shape, n in run.shape_counts():
-            light = self.light[shape]
-            if light is None:
+            known = self.counted[shape]
+            if known is None:
                 return None
-            value = light[column]
+            value = known[at]
             if value is not None:
                 counts[str(value)] = counts.get(str(value), 0) + n
         return counts

@@ -489,36 +489,48 @@ class FlowStream:
 
     def _threaded_runs(self) -> Iterator[list[bytes]]:
         pending: list[bytes] = []
-        lock = threading.Lock()
-        ready = threading.Event()
+        # Received but not yet taken is bounded: when the consumer falls behind, the receiver
+        # waits, and gRPC's flow control holds the relay back (memory stays flat).
+        limit = 4 * self.run_size
+        handover = threading.Condition(threading.Lock())  # (not re-entrant: cheaper per flow)
         done: list[BaseException | None] = []
+        stopped = False
 
         def receive() -> None:
             try:
                 for payload in self._payloads():
-                    with lock:
+                    with handover:
+                        while len(pending) >= limit and not stopped:
+                            handover.wait()
+                        if stopped:
+                            return
                         pending.append(payload)
                         if len(pending) >= self.run_size:
-                            ready.set()
+                            handover.notify_all()
                 done.append(None)
             except BaseException as exc:  # handed to the consumer thread
                 done.append(exc)
-            ready.set()
+            with handover:
+                handover.notify_all()
 
         thread = threading.Thread(target=receive, name="flowlens-relay-stream", daemon=True)
         thread.start()
         try:
             while True:
-                ready.wait(self.flush_interval)
-                ready.clear()
-                with lock:
+                with handover:
+                    if not done and len(pending) < self.run_size:
+                        handover.wait(self.flush_interval)
                     run = pending[:]
                     pending.clear()
+                    handover.notify_all()
                 yield run  # also when empty: the consumer may refresh a status line
                 if done and not pending:
                     if done[0] is not None:
                         raise done[0]
                     return
         finally:
+            with handover:
+                stopped = True
+                handover.notify_all()
             self.cancel()
             thread.join(timeout=2)
