@@ -79,3 +79,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def decoder_used() -> str:
+    """Which decoder flowlens uses here: the C fast path, or the Python reference and why (a
+    checkout whose flowlens._native was built from other sources than its own measures the
+    reference, several times slower)."""
+    from flowlens.sources.native import _source_digest, native
+
+    if native(proto=True) is not None:
+        return "the C fast path (flowlens._native)"
+    if os.environ.get("FLOWLENS_NATIVE", "1") == "0":
+        why = "FLOWLENS_NATIVE=0"
+    else:
+        try:
+            from flowlens import _native
+        except ImportError:
+            why = "flowlens._native is not built"
+        else:
+            why = f"flowlens._native is stale (built from {_native.SOURCE}, the sources are " \
+                  f"{_source_digest()})"
+    return f"the Python reference: {why}; `python setup.py build_ext --inplace` builds it"

@@ -9,11 +9,13 @@
     server), or from the project's relay when flowsrv is absent (said so): sustained flows/s
     into a store, against the same client receiving and decoding the same stream without
     writing (flowlens's FlowStream, as `iter_relay` uses it); medians of alternating rounds,
-    each with the CPUs other processes kept busy (target >= 50,000 flows/s). The capture is
-    re-timed to 50,000 flows/s, as a relay that busy would send it;
-(c) where record's time goes: microseconds per flow of each step on the same serialized flows,
-    in this process: decode (bytes -> columns), the Arrow table, Parquet (zstd, written and
-    renamed).
+    each with the CPUs other processes kept busy, and this process's CPU per flow (target >=
+    50,000 flows/s; under load the ratio is the robust figure). The capture is re-timed to
+    50,000 flows/s, as a relay that busy would send it. It says which decoder the client uses:
+    a checkout whose C extension is stale measures the Python reference;
+(c) where record's time goes: microseconds per flow of each step: receiving (from (b): the
+    client's CPU less decoding), then on the same serialized flows in this process: the C split
+    (bytes -> values), the Arrow columns, the table by hour, the Parquet file.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from common import best_of, reference_bin, timed  # bench/ is on sys.path as a script
+from common import best_of, decoder_used, reference_bin, timed  # bench/ is on sys.path as a script
 
 from flowlens import frame
 from flowlens.filters import Filters
@@ -126,7 +128,7 @@ def _record(address: str, n: int, root: Path) -> float:
     done = threading.Event()
 
     def watch(r: Recorder) -> None:
-        if r.writer.stats.flows + r.writer.pending_flows >= n and not done.is_set():
+        if r.writer.accepted_flows >= n and not done.is_set():
             done.set()
             r.stop()
 
@@ -148,21 +150,22 @@ def _receive(address: str, n: int) -> int:
     return got
 
 
-def record_rate(jsonpb: Path, n: int, rounds: int, tmp: Path) -> None:
+def record_rate(jsonpb: Path, n: int, rounds: int, tmp: Path) -> float:
+    """Prints (b); returns the client's CPU microseconds per flow receiving without writing."""
     server, address, what = _serve(jsonpb)
+    print(f"(b) record from {what}; the client decodes with {decoder_used()}")
     try:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("record", lambda: _record(address, n, tmp / "recorded")),
             ("receive", lambda: _receive(address, n)),
         ]
         runs: dict[str, list[tuple[float, float, Any]]] = {}
-        cpu: list[float] = []
+        cpu: dict[str, list[float]] = {}  # this process's CPU seconds per run
         for r in range(rounds):
             for name, fn in (steps if r % 2 == 0 else steps[::-1]):
                 before = time.process_time()
                 runs.setdefault(name, []).append(timed(fn, [server.pid]))
-                if name == "record":
-                    cpu.append((time.process_time() - before) / runs[name][-1][0])
+                cpu.setdefault(name, []).append(time.process_time() - before)
             print(f"    round {r + 1}: record {n / runs['record'][-1][0]:,.0f}, receive only "
                   f"{n / runs['receive'][-1][0]:,.0f} flows/s (other processes busy "
                   f"{runs['record'][-1][1]:.1f}, {runs['receive'][-1][1]:.1f} CPUs)")
@@ -170,49 +173,63 @@ def record_rate(jsonpb: Path, n: int, rounds: int, tmp: Path) -> None:
         server.terminate()
         server.wait(timeout=10)
     t = {name: statistics.median(s for s, _, _ in values) for name, values in runs.items()}
+    us = {name: statistics.median(values) / n * 1e6 for name, values in cpu.items()}
     rate, base = n / t["record"], n / t["receive"]
     on_disk = sum(p.stat().st_size for p in (tmp / "recorded").rglob("*.parquet"))
-    print(f"(b) record from {what}")
     print(f"    record              {t['record']:7.3f} s  {rate:>10,.0f} flows/s  ({n:,} flows, "
           f"{on_disk / n:.1f} bytes/flow; target >= 50,000: {'ok' if rate >= 50_000 else 'MISSED'}"
-          f"; {statistics.median(cpu):.2f} CPUs of this process)")
+          f"; {us['record']:.1f} us of CPU per flow in this process)")
     print(f"    receive only        {t['receive']:7.3f} s  {base:>10,.0f} flows/s  (baseline, "
-          f"same client without writing: record runs at {rate / base:.2f}x it)")
+          f"same client without writing: record runs at {rate / base:.2f}x it; "
+          f"{us['receive']:.1f} us of CPU per flow)")
     others = statistics.median(o for values in runs.values() for _, o, _ in values)
     print(f"    medians of {rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}, "
           f"other processes kept {others:.1f} of {os.cpu_count()} CPUs busy")
+    return us["receive"]
 
 
-def where_time_goes(payloads: list[bytes], repeat: int, tmp: Path) -> None:
+def where_time_goes(payloads: list[bytes], repeat: int, tmp: Path,
+                    receive_us: float) -> None:
+    """Prints (c): each step on the same runs in this process (best of `repeat`), and
+    receiving as (b) measured it (the client's CPU per flow less its decoding)."""
     runs = [payloads[i:i + RUN] for i in range(0, len(payloads), RUN)]
     n = len(payloads)
 
-    def decode() -> list[Any]:
+    def split() -> list[Any]:
         decoder = ProtoDecoder()
-        return [decoder.decode(run).batch for run in runs]
+        return [decoder.decode(run) for run in runs]
 
-    t_decode, batches = best_of(repeat, decode)
-    t_table, _ = best_of(repeat, lambda: [frame.build_table(b) for b in batches])
+    t_split, _ = best_of(repeat, split)
+    t_columns, batches = best_of(repeat, lambda: [d.batch for d in split()])
+    t_columns -= t_split
 
-    def write() -> None:
-        shutil.rmtree(tmp / "steps", ignore_errors=True)
-        writer = StoreWriter(create_store(tmp / "steps"))
+    def buffered() -> StoreWriter:  # the Arrow tables, by hour (one roll at a time)
+        writer = StoreWriter(create_store(tmp / "steps"), roll_flows=n)
         for batch in batches:
             writer.add_batch(batch)
-            if writer.due():
-                writer.flush()
-        writer.flush()
+        return writer
 
-    t_write, _ = best_of(repeat, write)
-    t_write -= t_table  # add_batch() makes the tables
+    t_table, _ = best_of(repeat, buffered)
+    t_write = float("inf")
+    for _ in range(repeat):
+        shutil.rmtree(tmp / "steps", ignore_errors=True)
+        writer = buffered()
+        start = time.perf_counter()
+        writer.flush()
+        t_write = min(t_write, time.perf_counter() - start)
     t_frame, _ = best_of(repeat, lambda: [frame.build(b) for b in batches])
-    total = t_decode + t_table + t_write
-    print(f"(c) where record's time goes, per flow ({n:,} flows, best of {repeat}; "
-          f"{n / total:,.0f} flows/s on one core, receiving aside):")
-    for name, seconds in (("decode (bytes -> columns)", t_decode),
-                          ("Arrow table (no frame)", t_table),
-                          ("Parquet (zstd, write, rename)", t_write)):
+    receiving = max(receive_us * n / 1e6 - t_split - t_columns, 0.0)
+    steps = (("receive (gRPC; from (b))", receiving),
+             ("split (C: bytes -> values)", t_split),
+             ("columns (Arrow arrays)", t_columns),
+             ("Arrow table, by hour", t_table),
+             ("Parquet file (writer thread)", t_write))
+    total = sum(seconds for _, seconds in steps)
+    print(f"(c) where record's time goes, per flow ({n:,} flows, best of {repeat}; receiving "
+          f"from (b), the rest in this process on one core):")
+    for name, seconds in steps:
         print(f"    {name:30s} {seconds / n * 1e6:6.2f} us  {seconds / total:5.0%}")
+    print("    (the Parquet file: dictionaries trimmed, encoded, zstd, written, fsync, renamed)")
     print(f"    (a pandas frame of the same batches would take {t_frame / n * 1e6:.2f} us more: "
           f"record makes one only to drop repeats after a restart)")
 
@@ -238,8 +255,8 @@ def main() -> None:
                 out.write(encode_response_bytes(record) + b"\n")
         payloads = [response_from_dict(r).SerializeToString() for r in live]
         del live
-        record_rate(jsonpb, args.flows, args.rounds, tmp)
-        where_time_goes(payloads, args.repeat, tmp)
+        receive_us = record_rate(jsonpb, args.flows, args.rounds, tmp)
+        where_time_goes(payloads, args.repeat, tmp, receive_us)
 
 
 if __name__ == "__main__":

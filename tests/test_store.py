@@ -433,6 +433,24 @@ def test_a_full_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         writer.wait()
 
 
+def test_flows_written_behind_stay_counted(lab: pd.DataFrame, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """record's status line counts flows a roll is writing behind (it dipped by a roll)."""
+    from flowlens.store import writer as writing
+
+    release = threading.Event()
+    real = writing.write_file
+    monkeypatch.setattr(writing, "write_file", lambda *a, **k: release.wait(10) and real(*a, **k))
+    writer = StoreWriter(create_store(tmp_path / "s"))
+    writer.add(lab)
+    writer.flush_behind()
+    assert (writer.pending_flows, writer.stats.flows, writer.accepted_flows) == (0, 0, len(lab))
+    release.set()
+    writer.wait()
+    assert writer.stats.flows == writer.accepted_flows == len(lab)
+    assert len(flowlens.read(tmp_path / "s")) == len(lab)
+
+
 # --- following a store ------------------------------------------------------------------------
 
 

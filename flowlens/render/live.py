@@ -146,8 +146,7 @@ class RecordStatusLine(StatusLine):
         self.recorder = recorder
 
     def _flows(self) -> int:
-        r = self.recorder
-        return int(r.writer.stats.flows + r.writer.pending_flows)
+        return int(self.recorder.writer.accepted_flows)
 
     def _text(self) -> str:
         r = self.recorder
