@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from common import best_of, decoder_used, reference_bin, timed  # bench/ is on sys.path as a script
+from common import (  # bench/ is on sys.path as a script
+    best_of,
+    cpu_seconds,
+    decoder_used,
+    reference_bin,
+    timed,
+)
 
 from flowlens import frame
 from flowlens.filters import Filters
@@ -161,11 +167,13 @@ def record_rate(jsonpb: Path, n: int, rounds: int, tmp: Path) -> float:
         ]
         runs: dict[str, list[tuple[float, float, Any]]] = {}
         cpu: dict[str, list[float]] = {}  # this process's CPU seconds per run
+        served: list[float] = []  # the relay's
         for r in range(rounds):
             for name, fn in (steps if r % 2 == 0 else steps[::-1]):
-                before = time.process_time()
+                before, relay = time.process_time(), cpu_seconds(server.pid)
                 runs.setdefault(name, []).append(timed(fn, [server.pid]))
                 cpu.setdefault(name, []).append(time.process_time() - before)
+                served.append(cpu_seconds(server.pid) - relay)
             print(f"    round {r + 1}: record {n / runs['record'][-1][0]:,.0f}, receive only "
                   f"{n / runs['receive'][-1][0]:,.0f} flows/s (other processes busy "
                   f"{runs['record'][-1][1]:.1f}, {runs['receive'][-1][1]:.1f} CPUs)")
@@ -184,7 +192,8 @@ def record_rate(jsonpb: Path, n: int, rounds: int, tmp: Path) -> float:
           f"{us['receive']:.1f} us of CPU per flow)")
     others = statistics.median(o for values in runs.values() for _, o, _ in values)
     print(f"    medians of {rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}, "
-          f"other processes kept {others:.1f} of {os.cpu_count()} CPUs busy")
+          f"other processes kept {others:.1f} of {os.cpu_count()} CPUs busy; the relay took "
+          f"{statistics.median(served) / n * 1e6:.1f} us of CPU per flow")
     return us["receive"]
 
 
