@@ -435,9 +435,12 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
 def _report_over(sources: tuple[str, ...], store: str | None, options: ReadOptions,
                  connection: Connection, filters: _filters.Filters,
                  **kwargs: Any) -> _analyses.Report:
-    """The report over the window of SOURCE... (or of the default store), or of the relay
-    when there is none."""
+    """The report over the window of SOURCE... (or of the default store, partition by
+    partition), or of the relay when there is none."""
     chosen = _store.default_sources(sources, store)
+    over_store = _store.report_over_store(chosen, sources, filters, **kwargs)
+    if over_store is not None:
+        return over_store
     if chosen:
         held = _store.prune(chosen, filters, options, report=True)
         df, _ = load(chosen, options)

@@ -24,7 +24,9 @@ from flowlens.sources.files import is_store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from flowlens import engine as _engine
     from flowlens import frame as _frame
+    from flowlens.analyses import parts as _parts
     from flowlens.render import live as _live_text
     from flowlens.sources.relay import Connection
     from flowlens.store import dataset as _dataset
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from flowlens.store import record as _record
 else:
     pd, _frame = lazy("pandas"), lazy("flowlens.frame")
+    _engine, _parts = lazy("flowlens.engine"), lazy("flowlens.analyses.parts")
     _live_text = lazy("flowlens.render.live")
     _dataset, _ingest = lazy("flowlens.store.dataset"), lazy("flowlens.store.ingest")
     _record = lazy("flowlens.store.record")
@@ -39,9 +42,6 @@ else:
 F = TypeVar("F", bound=Callable[..., Any])
 
 STORE_ENV = "FLOWLENS_STORE"
-# Columns no panel and no policy evaluation reads: reports over Parquet and stores leave them
-# on disk (uuids alone are most of a store's bytes), unless a filter needs them.
-NOT_REPORTED = ("uuid", "summary")
 
 
 def store_option(f: F) -> F:
@@ -49,6 +49,16 @@ def store_option(f: F) -> F:
         "--store", metavar="STORE", envvar=STORE_ENV, show_envvar=True,
         help="Read this flow store (written by `flowlens record`) when no SOURCE and no "
              "--server is given.")(f)
+
+
+def report_over_store(sources: tuple[str, ...], given: tuple[str, ...],
+                      filters: _filters.Filters, **kwargs: Any) -> Any:
+    """The report over one flow store (partition by partition, `flowlens.engine`), or None
+    when SOURCE... is not one store."""
+    if len(sources) != 1 or not is_store(sources[0]):
+        return None
+    return _engine.report_store(sources[0], filters, sources=shown_sources(sources, given),
+                                **kwargs)
 
 
 def default_sources(sources: tuple[str, ...], store: str | None) -> tuple[str, ...]:
@@ -79,19 +89,6 @@ def _server_given() -> bool:
         ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE
 
 
-def report_columns(filters: _filters.Filters) -> list[str]:
-    """The columns a report (or a policy check, or suggest) reads of Parquet and stores."""
-    from flowlens.frame.schema import NAMES
-
-    used = {key for flt in (*filters.whitelist, *filters.blacklist) for key in flt}
-    return [c for c in NAMES if c not in NOT_REPORTED or c in used]
-
-
-# Reports pair requests with their answers over every flow read: a minute on each side of the
-# window is read too, so that answers (and the input's extent) near its edges are seen.
-PAIRING_MARGIN_NS = 60_000_000_000
-
-
 def prune(sources: tuple[str, ...], filters: _filters.Filters, options: ReadOptions, *,
           report: bool = False) -> Extent | None:
     """Read of Parquet sources and stores only the --since/--until window; for a report (or a
@@ -100,11 +97,13 @@ def prune(sources: tuple[str, ...], filters: _filters.Filters, options: ReadOpti
     extent = plan_window(sources, filters, options)
     window = options.window
     if report:
-        options.columns = report_columns(filters)
+        # Requests pair with their answers over every flow: the flows as far around the
+        # window as any pairing rule reaches are read too.
+        reach = _parts.PAIRING_REACH.value
+        options.columns = _engine.report_columns(filters)
         options.window = dataclasses.replace(
-            window,
-            since_ns=None if window.since_ns is None else window.since_ns - PAIRING_MARGIN_NS,
-            until_ns=None if window.until_ns is None else window.until_ns + PAIRING_MARGIN_NS)
+            window, since_ns=None if window.since_ns is None else window.since_ns - reach,
+            until_ns=None if window.until_ns is None else window.until_ns + reach)
     return extent
 
 

@@ -60,53 +60,146 @@ def answer(df: pd.DataFrame, selected: np.ndarray | None = None,
     all), and when their ends passed, told by the flows `seen` (default: all; a report gives
     its time window, whatever the filters select: `--verdict DROPPED` or a one-sided filter
     does not hide that a connection is allowed again)."""
-    reasons = dropped(df, ["event_type"])
-    ordered, flips = _flips(policy_outcomes(df, reasons, selected, seen))
-    chosen = (np.ones(len(reasons), dtype=bool) if selected is None
-              else selected[is_(df, "verdict", "DROPPED")])
-    by_policy = reasons["reason"].isin(POLICY_DROPS).to_numpy()
-    denied, others = reasons[by_policy & chosen], reasons[~by_policy & chosen]
-    other_drops = (others.groupby("reason", observed=True).size().rename("flows")
-                   .sort_values(ascending=False, kind="stable").reset_index())
-    return Answer(_denied_connections(ordered, flips), _changes(ordered, flips),
-                  int((denied["event_type"] == 5).sum()), int((denied["event_type"] == 1).sum()),
-                  other_drops.astype({"reason": object}))
+    return answer_of(answer_part(df, selected, seen))
 
 
-def policy_outcomes(df: pd.DataFrame, drops: pd.DataFrame | None = None,
-                    selected: np.ndarray | None = None,
-                    seen: np.ndarray | None = None) -> pd.DataFrame:
-    """Every policy outcome of a connection end, oldest first, of the ends denied at least
-    once: the denials among the `selected` flows and the passing among the flows `seen` (see
-    `answer`; `drops`: `dropped(df)`, when already at hand). Columns: source, destination,
-    port, protocol, direction (ingress, egress or unknown), time, denied, reason (denials),
-    policies (the policies the flow names)."""
-    drops = dropped(df) if drops is None else drops
-    dropped_rows = np.flatnonzero(is_(df, "verdict", "DROPPED"))
+@dataclass(frozen=True)
+class AnswerPart:
+    """What the answer needs of a part of an input: per connection end its runs of equal
+    outcomes in time order (`runs`: END, untimed (flows without a time, which sort last), denied,
+    flows, first and last (times of the run's first and last flow), low and high (its
+    earliest and latest time)), its denials per reason and per policy (`names`: END, kind,
+    name, flows), and the counts of denied and other drops. Parts in time order merge
+    (`merge_answer_parts`)."""
+
+    runs: pd.DataFrame
+    names: pd.DataFrame
+    verdict_events: int
+    drop_events: int
+    other_drops: pd.DataFrame
+
+
+def answer_part(df: pd.DataFrame, selected: np.ndarray | None = None,
+                seen: np.ndarray | None = None,
+                counted: np.ndarray | None = None) -> AnswerPart:
+    """The `AnswerPart` of the flows of `df` (`selected` and `seen` as `answer` takes them;
+    of its `counted` rows, when given: the others only lend a drop reason or a direction to
+    the counted ones)."""
+    drops = dropped(df, ["event_type"])
+    dropped_rows = is_(df, "verdict", "DROPPED")
+    chosen = np.ones(len(drops), dtype=bool) if selected is None else selected[dropped_rows]
     by_policy = drops["reason"].isin(POLICY_DROPS).to_numpy()
-    if selected is not None:
-        by_policy = by_policy & selected[dropped_rows]
-    denied_rows = dropped_rows[by_policy]
+    outcomes = _outcomes(df, drops, by_policy & chosen, seen, counted)
+    if counted is not None:
+        chosen = chosen & counted[dropped_rows]
+    denied, others = drops[by_policy & chosen], drops[~by_policy & chosen]
+    other_drops = (others.groupby("reason", observed=True).size().rename("flows")
+                   .reset_index().astype({"reason": object}))
+    return AnswerPart(_runs(outcomes), _names(outcomes), int((denied["event_type"] == 5).sum()),
+                      int((denied["event_type"] == 1).sum()), other_drops)
+
+
+def merge_answer_parts(parts: list[AnswerPart]) -> AnswerPart:
+    """Parts of an input, in time order, as one: runs that meet with the same outcome join."""
+    runs = pd.concat([p.runs for p in parts], ignore_index=True)
+    order = np.lexsort((runs["untimed"].to_numpy(dtype=bool), row_keys(runs, END)))
+    names = pd.concat([p.names for p in parts], ignore_index=True)
+    names = names.groupby([*END, "kind", "name"], observed=True, dropna=False,
+                          sort=False)["flows"].sum().reset_index()
+    others = pd.concat([p.other_drops for p in parts], ignore_index=True)
+    others = others.groupby("reason", sort=True)["flows"].sum().reset_index()
+    return AnswerPart(_joined_runs(runs.iloc[order], ["untimed"]), names,
+                      sum(p.verdict_events for p in parts), sum(p.drop_events for p in parts),
+                      others)
+
+
+def answer_of(part: AnswerPart) -> Answer:
+    """The answer of an input from its (merged) part."""
+    runs = part.runs
+    end = row_keys(runs, END)
+    runs = runs[np.isin(end, end[runs["denied"].to_numpy(dtype=bool)])]
+    runs = _joined_runs(runs.assign(untimed=False), ["untimed"])
+    other_drops = part.other_drops.sort_values("flows", ascending=False, kind="stable")
+    return Answer(_denied_connections(runs, part.names), _changes(runs),
+                  part.verdict_events, part.drop_events, other_drops.reset_index(drop=True))
+
+
+def _outcomes(df: pd.DataFrame, drops: pd.DataFrame, by_policy: np.ndarray,
+              seen: np.ndarray | None, counted: np.ndarray | None) -> pd.DataFrame:
+    """Every policy outcome of a connection end (of the `counted` rows): its denials (the
+    DROPPED flows `by_policy` marks) and the requests among the flows `seen` that show it
+    passed an end (forwarded, redirected or audited there). Columns: source, destination,
+    port, protocol, direction (ingress, egress or unknown), time, denied, reason (denials),
+    policies (the policies the flow names). Over a whole input (no `counted`) only requests
+    to a port and protocol some denial has: the others belong to ends never denied."""
+    denied_rows = np.flatnonzero(is_(df, "verdict", "DROPPED"))[by_policy]
     denied = np.zeros(len(df), dtype=bool)
     denied[denied_rows] = True
-    # Only requests to a port and protocol some denial has can show a denied end passing.
-    port = df["dst_port"].to_numpy(dtype=np.int32, na_value=-1)
-    allowed = is_(df, "verdict", *ALLOWING) & np.isin(port, np.unique(port[denied_rows]))
-    allowed &= is_(df, "protocol", *df["protocol"].iloc[denied_rows].dropna().unique())
-    allowed &= request_flows(df, denied)
+    allowed = is_(df, "verdict", *ALLOWING) & request_flows(df, denied)
     if seen is not None:
         allowed &= seen
+    if counted is None:
+        port = df["dst_port"].to_numpy(dtype=np.int32, na_value=-1)
+        allowed &= np.isin(port, np.unique(port[denied_rows]))
+        allowed &= is_(df, "protocol", *df["protocol"].iloc[denied_rows].dropna().unique())
     direction = _directions(df, denied)
     keep = denied | (allowed & (direction > 0))
+    if counted is not None:
+        keep &= counted
     kept = np.flatnonzero(keep)
-    at = np.searchsorted(kept, denied_rows)  # the denials among the kept rows
-    out = _connections(df, keep).assign(
+    at = np.searchsorted(kept, denied_rows[keep[denied_rows]])  # the denials among the kept
+    reasons = drops["reason"][by_policy][keep[denied_rows]]
+    return _connections(df, keep).assign(
         direction=pd.Categorical.from_codes(direction[kept], categories=pd.Index(_DIRECTIONS)),
-        denied=denied[kept], reason=_placed(drops["reason"][by_policy], at, len(kept)),
-        policies=_placed(df["policies"].iloc[denied_rows].astype("category"), at, len(kept)))
-    end = row_keys(out, END)
-    out = out[np.isin(end, end[out["denied"].to_numpy()])]
-    return out.sort_values("time", kind="stable").reset_index(drop=True)
+        denied=denied[kept], reason=_placed(reasons, at, len(kept)),
+        policies=_placed(df["policies"].iloc[denied_rows[keep[denied_rows]]]
+                         .astype("category"), at, len(kept)))
+
+
+def _runs(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """The runs of equal outcomes of each end, in time order (flows without a time last, as
+    runs of their own)."""
+    times = outcomes["time"]
+    untimed = times.isna().to_numpy()
+    ns = np.where(untimed, 0, times.array.asi8)
+    order = np.lexsort((np.arange(len(outcomes)), ns, untimed, row_keys(outcomes, END)))
+    ordered = outcomes.assign(untimed=untimed, flows=1, first=times, last=times, low=times,
+                              high=times).iloc[order]
+    return _joined_runs(ordered[RUN_COLUMNS], ["untimed"])
+
+
+RUN_COLUMNS = [*END, "untimed", "denied", "flows", "first", "last", "low", "high"]
+
+
+def _joined_runs(runs: pd.DataFrame, also: list[str]) -> pd.DataFrame:
+    """Consecutive rows (runs, or single outcomes) of the same end, outcome and `also`
+    columns joined into one run."""
+    runs = runs.reset_index(drop=True)
+    if runs.empty:
+        return runs
+    key = row_keys(runs, [*END, *also, "denied"])
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    stops = np.r_[starts[1:], len(runs)] - 1
+    run = np.repeat(np.arange(len(starts)), stops - starts + 1)
+    return runs.iloc[starts][[*END, *also, "denied"]].reset_index(drop=True).assign(
+        flows=np.add.reduceat(runs["flows"].to_numpy(dtype=np.int64), starts),
+        first=runs["first"].iloc[starts].array, last=runs["last"].iloc[stops].array,
+        low=runs["low"].groupby(run, sort=False).min().array,
+        high=runs["high"].groupby(run, sort=False).max().array)
+
+
+def _names(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Denials per end and reason, and per end and policies. Columns: END, kind, name,
+    flows."""
+    denials = outcomes[outcomes["denied"].to_numpy(dtype=bool)]
+    parts = []
+    for kind in ("reason", "policies"):
+        named = denials[denials[kind].notna().to_numpy()]
+        counted = named.groupby([*END, kind], observed=True, dropna=False,
+                                sort=False).size().rename("flows").reset_index()
+        parts.append(counted.rename(columns={kind: "name"}).assign(kind=kind).astype(
+            {"name": object}))
+    return pd.concat(parts, ignore_index=True)[[*END, "kind", "name", "flows"]]
 
 
 def _connections(df: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -148,63 +241,60 @@ def _directions(df: pd.DataFrame, denied: np.ndarray) -> np.ndarray:
     return direction
 
 
-def _changes(ordered: pd.DataFrame, flips: np.ndarray) -> pd.DataFrame:
+def _changes(runs: pd.DataFrame) -> pd.DataFrame:
     """Where a connection end flipped: `change` is `denied` (it passed before) or `allowed
     again`, `at` the first flow of the new outcome, `before` the last flow of the old one."""
-    picked = ordered[flips]
+    end = row_keys(runs, END)
+    flips = np.zeros(len(runs), dtype=bool)
+    flips[1:] = end[1:] == end[:-1]
+    picked = runs[flips]
     out = picked[END].assign(
-        change=np.where(picked["denied"].to_numpy(), "denied", ALLOWED_AGAIN),
-        at=picked["time"].array,
-        before=ordered["time"].shift(1)[flips].array)
-    out = out[CHANGE_COLUMNS].sort_values(["at", *END], kind="stable")
-    return out.astype(_PLAIN).reset_index(drop=True)
+        change=np.where(picked["denied"].to_numpy(dtype=bool), "denied", ALLOWED_AGAIN),
+        at=picked["first"].array, before=runs["last"].shift(1)[flips].array)
+    out = out[CHANGE_COLUMNS].astype(_PLAIN).astype({"protocol": object})
+    return out.sort_values(["at", *END], kind="stable").reset_index(drop=True)
 
 
-def _flips(outcomes: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The outcomes per end in time order, and which rows start a new outcome of their end."""
-    keyed = outcomes.assign(end=row_keys(outcomes, END))
-    ordered = keyed.sort_values(["end", "time"], kind="stable").reset_index(drop=True)
-    end, denied = ordered["end"].to_numpy(), ordered["denied"].to_numpy(dtype=bool)
-    flips = np.zeros(len(ordered), dtype=bool)
-    flips[1:] = (end[1:] == end[:-1]) & (denied[1:] != denied[:-1])
-    return ordered, flips
-
-
-def _denied_connections(ordered: pd.DataFrame, flips: np.ndarray) -> pd.DataFrame:
+def _denied_connections(runs: pd.DataFrame, names: pd.DataFrame) -> pd.DataFrame:
     """Per connection end denied by policy: its drop reasons and the policies the flows name,
     its denied flows (policy-verdict and drop events both, as hubble_drop_total counts), the
     first and last denial, whether it is `still denied` (its newest outcome is a denial) or
     `allowed again`, `since` when the latest run of denials began, `allowed_before` when it
     last passed before that (NaT: never seen passing before), and `allowed_again` when it passed
     again after its last denial. Still denied first, then most flows."""
-    denied = ordered["denied"].to_numpy(dtype=bool)
-    run_start = ordered["time"].where(flips | ~ordered.duplicated("end"))
-    grouped = ordered.assign(
-        denied_at=ordered["time"].where(denied), denied_since=run_start.where(denied),
-        passed_before=ordered["time"].shift(1).where(denied & flips),
-        allowed_at=run_start.where(~denied & flips)).groupby("end", sort=False)
-    per_end = grouped.agg(
-        flows=("denied", "sum"), first=("denied_at", "min"), last=("denied_at", "max"),
+    ends = row_keys(pd.concat([runs[END], names[END]], ignore_index=True), END)
+    end, named = ends[:len(runs)], ends[len(runs):]
+    denied = runs["denied"].to_numpy(dtype=bool)
+    flips = np.r_[False, end[1:] == end[:-1]] if len(runs) else denied
+    grouped = runs.assign(
+        end=end, denied_flows=np.where(denied, runs["flows"].to_numpy(dtype=np.int64), 0),
+        denied_low=runs["low"].where(denied), denied_high=runs["high"].where(denied),
+        denied_since=runs["first"].where(denied),
+        passed_before=runs["last"].shift(1).where(denied & flips),
+        allowed_at=runs["first"].where(~denied & flips)).groupby("end", sort=False)
+    out = grouped.agg(
+        **{c: (c, "first") for c in END},
+        flows=("denied_flows", "sum"), first=("denied_low", "min"), last=("denied_high", "max"),
         since=("denied_since", "max"), allowed_before=("passed_before", "max"),
         allowed_again=("allowed_at", "max"), newest_denied=("denied", "last"))
-    denials = ordered[denied]
-    names = denials.groupby("end", sort=False).agg(
-        reason=("reason", _joined), policies=("policies", _joined)).astype(object)
-    names = names.where(names.notna(), None)
-    ends = ordered.drop_duplicates("end").set_index("end")[END]
-    out = ends.join(names).join(per_end).reset_index(drop=True)
+    for kind in ("reason", "policies"):
+        joined = _joined(names.assign(end=named), kind)
+        out[kind] = [joined.get(e) for e in out.index]
     still = out["newest_denied"].to_numpy(dtype=bool)
     out["status"] = np.where(still, STILL_DENIED, ALLOWED_AGAIN)
     out["allowed_again"] = out["allowed_again"].where(~still)
     out["flows"] = out["flows"].astype("int64")
-    out = out.assign(_still=still).sort_values(
-        ["_still", "flows", "source", "destination", "port", "direction"],
-        ascending=[False, False, True, True, True, True], kind="stable")
+    out = out.assign(_still=still, _protocol=out["protocol"].astype(object)).sort_values(
+        ["_still", "flows", "source", "destination", "port", "_protocol", "direction"],
+        ascending=[False, False, True, True, True, True, True], kind="stable")
     return out[DENIED_COLUMNS].astype(_PLAIN).reset_index(drop=True)
 
 
-def _joined(values: pd.Series) -> str | None:
-    """Distinct values, most frequent first, joined with ', '; None when there are none."""
-    counted = values.value_counts(sort=True)
-    counted = counted[counted > 0]
-    return ", ".join(str(v) for v in counted.index) if len(counted) else None
+def _joined(names: pd.DataFrame, kind: str) -> dict[int, str]:
+    """Per end (column `end`), its distinct `kind` names, most denials first (then by name),
+    joined with ', '."""
+    picked = names[(names["kind"] == kind).to_numpy()]
+    picked = picked.groupby(["end", "name"], sort=False)["flows"].sum().reset_index()
+    picked = picked.assign(name=picked["name"].astype(str)).sort_values(
+        ["flows", "name"], ascending=[False, True], kind="stable")
+    return picked.groupby("end", sort=False)["name"].agg(", ".join).to_dict()

@@ -21,33 +21,58 @@ COLUMNS = ["missing", "flows", "effect"]
 def missing_fields(df: pd.DataFrame) -> pd.DataFrame:
     """The fields panels need that some flows of `df` lack, as the input could not carry them.
     Columns: missing (what), flows (how many flows lack it), effect (on which panels)."""
+    return missing_table(missing_counts(df))
+
+
+def missing_counts(df: pd.DataFrame, counted: np.ndarray | None = None) -> dict[str, int]:
+    """What `missing_fields` counts, of the `counted` rows when given (the others only pair
+    a policy verdict with the drop event of its packet): flows per lacking field (the keys of
+    FIELDS), and `unnamed`, the reasonless policy verdicts no drop event named. Parts of an
+    input add up."""
+    reasonless, unnamed = reasonless_policy_verdicts(df, counted)
+    if counted is not None:
+        df = df[counted]
+    l7 = is_(df, "event_type", 129)
+    port_flows = is_(df, "verdict", "FORWARDED", "REDIRECTED") & ~_na(df, "protocol")
+    return {"reasonless": reasonless, "unnamed": unnamed,
+            "direction": _n(is_(df, "event_type", 5) | l7, _na(df, "traffic_direction")),
+            "l7_protocol": _n(l7, _na(df, "protocol")),
+            "l7_reply": _n(l7, _na(df, "is_reply")),
+            "reply": _n(port_flows, _na(df, "is_reply")),
+            "ip": _n(is_(df, "protocol", "TCP"), _na(df, "ip_version")),
+            "identity": _n(_na(df, "src_identity"), _na(df, "dst_identity")),
+            "node": _n(_na(df, "node"))}
+
+
+FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("direction", "traffic direction of policy-verdict and L7 events",
+     "Policy verdicts show their direction as traffic_direction_unknown"),
+    ("l7_protocol", "L4 protocol of L7 events",
+     "Protocol usage and Top destination ports leave them out"),
+    ("reply", "reply flags (no arrow in hubble's dict and table)",
+     "Protocol usage and Top destination ports count replies too"),
+    ("ip", "IP addresses (pod names instead) of TCP flows",
+     "TCP flags counts them under family unknown"),
+    ("identity", "security identities",
+     "peers without a pod are named by IP (not world, host, ...); Policy verdicts cannot "
+     "leave out the host's"),
+    ("node", "node names", "Flows processed per node and lost events per node leave them out"),
+)
+
+
+def missing_table(counts: dict[str, int]) -> pd.DataFrame:
+    """The `missing_fields` table of (added up) `missing_counts`."""
     found: list[tuple[str, int, str]] = []
-    reasonless, unnamed = reasonless_policy_verdicts(df)
-    if reasonless:
-        still = (f"; {unnamed:,} without one count as DROP_REASON_UNKNOWN" if unnamed else "")
-        found.append(("drop reason of policy-verdict events", reasonless,
+    if counts["reasonless"]:
+        unnamed = counts["unnamed"]
+        still = f"; {unnamed:,} without one count as DROP_REASON_UNKNOWN" if unnamed else ""
+        found.append(("drop reason of policy-verdict events", counts["reasonless"],
                       "Drop Reason and the denied pods take the reason of the drop event of "
                       f"the same packet{still}"))
-    l7 = is_(df, "event_type", 129)
-    verdict_events = is_(df, "event_type", 5) | l7
-    _add(found, "traffic direction of policy-verdict and L7 events",
-         verdict_events & _na(df, "traffic_direction"),
-         "Policy verdicts show their direction as traffic_direction_unknown")
-    _add(found, "L4 protocol of L7 events", l7 & _na(df, "protocol"),
-         "Protocol usage and Top destination ports leave them out")
-    if (l7 & _na(df, "is_reply")).any():  # jsonpb always has it on L7 events; dict/table never
-        port_flows = is_(df, "verdict", "FORWARDED", "REDIRECTED") & ~_na(df, "protocol")
-        _add(found, "reply flags (no arrow in hubble's dict and table)",
-             port_flows & _na(df, "is_reply"),
-             "Protocol usage and Top destination ports count replies too")
-    _add(found, "IP addresses (pod names instead) of TCP flows",
-         is_(df, "protocol", "TCP") & _na(df, "ip_version"),
-         "TCP flags counts them under family unknown")
-    _add(found, "security identities", _na(df, "src_identity") & _na(df, "dst_identity"),
-         "peers without a pod are named by IP (not world, host, ...); Policy verdicts cannot "
-         "leave out the host's")
-    _add(found, "node names", _na(df, "node"),
-         "Flows processed per node and lost events per node leave them out")
+    for key, what, effect in FIELDS:
+        # jsonpb always has reply flags on L7 events; dict/table never
+        if counts[key] and (key != "reply" or counts["l7_reply"]):
+            found.append((what, counts[key], effect))
     return pd.DataFrame(found, columns=COLUMNS).astype({"flows": "int64"})
 
 
@@ -55,8 +80,6 @@ def _na(df: pd.DataFrame, column: str) -> np.ndarray:
     return df[column].isna().to_numpy()
 
 
-def _add(found: list[tuple[str, int, str]], what: str, lacking: np.ndarray,
-         effect: str) -> None:
-    n = int(np.count_nonzero(lacking))
-    if n:
-        found.append((what, n, effect))
+def _n(*masks: np.ndarray) -> int:
+    """Rows in every mask."""
+    return int(np.count_nonzero(np.logical_and.reduce(masks)))

@@ -31,27 +31,37 @@ from flowlens.analyses.traffic import over_time
 
 # A policy-verdict event and the drop event of the same packet are emitted microseconds apart;
 # retransmissions of a denied packet come a second or more later and are denied alike.
-_SAME_PACKET = pd.Timedelta(seconds=1)
+SAME_PACKET = pd.Timedelta(seconds=1)
 
 
-def dropped(df: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The DROPPED flows: their `columns` and `reason`, the `hubble_drop_total` reason label
-    (DropReason name, categorical).
+def dropped(df: pd.DataFrame, columns: Sequence[str] = (),
+            counted: np.ndarray | None = None) -> pd.DataFrame:
+    """The DROPPED flows (of the `counted` rows, when given; the others are only paired
+    with): their `columns` and `reason`, the `hubble_drop_total` reason label (DropReason
+    name, categorical).
 
     hubble's text prints no drop reason on policy-verdict lines: such an event takes the reason
-    of the drop event of the same packet (same peers, ports and protocol, within a second);
+    of the drop event of the same packet (same peers, ports and protocol, within SAME_PACKET);
     one without any stays DROP_REASON_UNKNOWN (`reasonless_policy_verdicts` counts them)."""
     keep = is_(df, "verdict", "DROPPED")
+    codes = _reason_codes(df, keep)
+    if counted is not None:
+        codes = codes[counted[keep]]
+        keep = keep & counted
     out = rows(df, keep, list(columns))
-    out["reason"] = _reason_labels(df["drop_reason"][keep], _reason_codes(df, keep))
+    out["reason"] = _reason_labels(df["drop_reason"][keep], codes)
     return out
 
 
-def reasonless_policy_verdicts(df: pd.DataFrame) -> tuple[int, int]:
+def reasonless_policy_verdicts(df: pd.DataFrame, counted: np.ndarray | None = None
+                               ) -> tuple[int, int]:
     """(policy-verdict drops read without a drop reason, how many of them no drop event of the
-    same packet named): what a report over hubble's text says about its Drop Reason panel."""
+    same packet named), of the `counted` rows when given: what a report over hubble's text
+    says about its Drop Reason panel."""
     keep = is_(df, "verdict", "DROPPED")
     missing = _reasonless(df, keep)
+    if counted is not None:
+        missing &= counted
     if not missing.any():
         return 0, 0
     unnamed = int(np.count_nonzero(_reason_codes(df, keep)[missing[keep]] < 0))
@@ -89,10 +99,12 @@ def same_packet(df: pd.DataFrame, asks: np.ndarray, donors: np.ndarray) -> np.nd
                          packet=lambda f: row_keys(f, ["src_end", "dst_end", "src_port",
                                                        "dst_port", "protocol"]),
                          row=np.flatnonzero(both))[["time", "packet", "row"]]
-    left = flows[asks[both]].assign(ask=lambda f: np.arange(len(f))).sort_values("time")
-    right = flows[donors[both]].rename(columns={"row": "donor"}).sort_values("time")
+    # A flow without a time is no packet's other event (and merge_asof takes no NaT).
+    left = flows[asks[both]].assign(ask=lambda f: np.arange(len(f))).dropna(subset="time")
+    right = flows[donors[both]].rename(columns={"row": "donor"}).dropna(subset="time")
+    left, right = left.sort_values("time"), right.sort_values("time")
     found = pd.merge_asof(left, right, on="time", by="packet", direction="nearest",
-                          tolerance=_SAME_PACKET)
+                          tolerance=SAME_PACKET)
     out = np.full(len(left), -1, dtype=np.int64)
     out[found["ask"].to_numpy()] = found["donor"].fillna(-1).to_numpy(dtype=np.int64)
     return out
@@ -128,9 +140,13 @@ def drop_reasons_over_time(df: pd.DataFrame, buckets: Buckets | None = None) -> 
 
 
 def _policy_denied(df: pd.DataFrame, side: str) -> pd.DataFrame:
-    """The time and the `side` peer's name (column `source`/`destination`) of every DROPPED
-    flow with reason POLICY_DENIED."""
-    flows = dropped(df, ["time", *peer_columns(side)])
+    return policy_denied(dropped(df, ["time", *peer_columns(side)]), side)
+
+
+def policy_denied(flows: pd.DataFrame, side: str) -> pd.DataFrame:
+    """The time and the `side` peer's name (column `source`/`destination`) of every flow of
+    `flows` (`dropped`, with the time and the side's peer columns) with reason
+    POLICY_DENIED."""
     flows = flows[(flows["reason"] == "POLICY_DENIED").to_numpy()]
     return pd.DataFrame({SIDE_NAMES[side]: peer_names(flows, side), "time": flows["time"].array})
 
@@ -139,10 +155,26 @@ def _top_denied(df: pd.DataFrame, side: str, top: int) -> pd.DataFrame:
     return _tops(_policy_denied(df, side), SIDE_NAMES[side], top)
 
 
-def _tops(flows: pd.DataFrame, peer: str, top: int) -> pd.DataFrame:
-    counted = flows.groupby(peer, sort=True, observed=True).agg(
+def denied_tally(flows: pd.DataFrame, peer: str) -> pd.DataFrame:
+    """Per peer of `policy_denied` flows: flows, first, last (parts of an input add up)."""
+    return flows.groupby(peer, sort=True, observed=True).agg(
         flows=("time", "size"), first=("time", "min"), last=("time", "max")).reset_index()
-    return sort_largest(counted.astype({peer: object}), "flows", [peer]).head(top)
+
+
+def merge_denied_tallies(parts: Sequence[pd.DataFrame], peer: str) -> pd.DataFrame:
+    """`denied_tally` of parts of an input, as of the whole."""
+    return pd.concat(parts, ignore_index=True).astype({peer: object}).groupby(
+        peer, sort=True).agg(flows=("flows", "sum"), first=("first", "min"),
+                             last=("last", "max")).reset_index()
+
+
+def top_denied(tally: pd.DataFrame, peer: str, top: int) -> pd.DataFrame:
+    """The `top` peers of a `denied_tally`, most flows first."""
+    return sort_largest(tally.astype({peer: object}), "flows", [peer]).head(top)
+
+
+def _tops(flows: pd.DataFrame, peer: str, top: int) -> pd.DataFrame:
+    return top_denied(denied_tally(flows, peer), peer, top)
 
 
 def top_denied_sources(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:

@@ -61,29 +61,66 @@ def http_latency(df: pd.DataFrame, selected: np.ndarray | None = None) -> pd.Dat
     """HTTP > **Request duration p50 / p95 / p99** (`histogram_quantile` over
     `hubble_http_request_duration_seconds`, observed on responses from `latency_ns`): exact
     quantiles of the responses' latency. With `selected`, the exchanges whose response or
-    request is selected (a response answers the latest request before it on its connection),
-    so that selecting a client's requests keeps the server's responses.
+    request is selected (a response answers the latest request before it on its connection,
+    within ANSWER_WINDOW), so that selecting a client's requests keeps the server's responses.
     Columns: quantile (p50, p95, p99), seconds, responses."""
+    return latency_quantiles(latencies(df, selected))
+
+
+def latencies(df: pd.DataFrame, selected: np.ndarray | None = None,
+              counted: np.ndarray | None = None) -> pd.DataFrame:
+    """The latencies `http_latency` takes its quantiles of, as how many responses had each
+    (`counted`: only of these rows' responses). Columns: latency_ns (ascending), responses.
+    Parts of an input add up (`merge_latencies`)."""
     http = is_(df, "l7_protocol", "http")
+    responding = http & is_(df, "l7_type", "RESPONSE")
     if selected is None:
-        responses = rows(df, http & is_(df, "l7_type", "RESPONSE"), ["latency_ns"])
+        chosen = np.ones(np.count_nonzero(responding), dtype=bool)
     else:
-        responses = flows_with_ends(df, http & is_(df, "l7_type", "RESPONSE"),
-                                    ["time", "src_port", "dst_port", "latency_ns"])
+        responses = flows_with_ends(df, responding, ["time", "src_port", "dst_port"])
         requests = flows_with_ends(df, http & is_(df, "l7_type", "REQUEST"),
                                    ["time", "src_port", "dst_port"])
         asked = answered_requests(requests, responses)
         answered = asked >= 0
-        chosen = selected[http & is_(df, "l7_type", "RESPONSE")].copy()
+        chosen = selected[responding].copy()
         chosen[answered] |= selected[http & is_(df, "l7_type", "REQUEST")][asked[answered]]
-        responses = responses[chosen]
-    seconds = responses["latency_ns"].dropna().to_numpy(dtype=np.float64) / 1e9
-    values = (np.quantile(seconds, LATENCY_QUANTILES) if len(seconds)
-              else [np.nan] * len(LATENCY_QUANTILES))
+    if counted is not None:
+        chosen &= counted[responding]
+    column = df["latency_ns"]
+    chosen &= column.notna().to_numpy()[responding]
+    values = column.to_numpy(dtype=np.uint64, na_value=0)[responding][chosen]
+    found, counts = np.unique(values, return_counts=True)
+    return pd.DataFrame({"latency_ns": found, "responses": counts.astype(np.int64)})
+
+
+def merge_latencies(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """`latencies` of parts of an input, as of the whole."""
+    joined = pd.concat(parts, ignore_index=True)
+    summed = joined.groupby("latency_ns", sort=True)["responses"].sum()
+    return pd.DataFrame({"latency_ns": summed.index.to_numpy(dtype=np.uint64),
+                         "responses": summed.to_numpy(dtype=np.int64)})
+
+
+def latency_quantiles(counted: pd.DataFrame) -> pd.DataFrame:
+    """The `http_latency` panel of `latencies`: each quantile interpolated linearly between
+    the two latencies around its rank, as numpy's default method."""
+    values = counted["latency_ns"].to_numpy(dtype=np.uint64)
+    ends = np.cumsum(counted["responses"].to_numpy(dtype=np.int64))
+    n = int(ends[-1]) if len(ends) else 0
+    seconds = []
+    for q in LATENCY_QUANTILES:
+        if not n:
+            seconds.append(np.nan)
+            continue
+        rank = (n - 1) * q
+        below = int(np.floor(rank))
+        low, high = (float(values[np.searchsorted(ends, r, side="right")]) / 1e9
+                     for r in (below, min(below + 1, n - 1)))
+        seconds.append(low + (high - low) * (rank - below))
     return pd.DataFrame({
         "quantile": [f"p{round(q * 100)}" for q in LATENCY_QUANTILES],
-        "seconds": np.asarray(values, dtype=np.float64),
-        "responses": len(seconds),
+        "seconds": np.asarray(seconds, dtype=np.float64),
+        "responses": n,
     })
 
 

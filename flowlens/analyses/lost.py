@@ -16,7 +16,11 @@ def lost_event_records(df: pd.DataFrame) -> pd.DataFrame:
 def lost_events(df: pd.DataFrame) -> pd.DataFrame:
     """`hubble_lost_events_total by (source)`, per node too: events the source reported lost.
     Columns: source, node, events_lost, records, first, last (times of the records)."""
-    lost = lost_event_records(df)
+    return lost_events_table(lost_event_records(df))
+
+
+def lost_events_table(lost: pd.DataFrame) -> pd.DataFrame:
+    """The `lost_events` panel of lost-event records (a frame as `lost_event_records`)."""
     columns = ["source", "node", "events_lost", "records", "first", "last"]
     if lost.empty:
         return pd.DataFrame({c: pd.Series([], dtype="int64" if c in ("events_lost", "records")

@@ -244,6 +244,8 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     given = _input_summary(df, sources, filters, held)
     anchored_at = given.last_flow if anchor == "data" else (now or pd.Timestamp.now(tz="UTC"))
     since, until = _filters.time_window(filters, anchored_at)
+    window = report_window(filters, given, anchor=anchor, anchored_at=anchored_at,
+                           sent=_time_range(df))
     if anchor == "data":
         rows = _filters.selected_rows(filters, df, newest=anchored_at)
     elif filtered:
@@ -255,28 +257,20 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     selected = np.zeros(len(df), dtype=bool)
     selected[rows] = True
     first, last = _time_range(chosen)
-    sent_first, sent_last = _time_range(df)
-    start = since if since is not None else (given.first_flow if anchor == "data" else sent_first)
-    end = until if until is not None else (
-        anchored_at if anchor == "data" or sent_last is None else sent_last)
-    if start is not None and given.first_flow is not None and start < given.first_flow <= end:
-        start = given.first_flow  # --since before the oldest flow held: `covered` says so
-    buckets = window_buckets(start, end, bucket)
-    asked_until = until if until is not None else anchored_at
-    window = Window(start, end, first, last, anchor, anchored_at, filters.since, filters.until,
-                    since, asked_until if since is not None else None,
-                    _covered(since, asked_until, given.first_flow))
+    window = replace(window, first_flow=first, last_flow=last)
+    buckets = window_buckets(window.since, window.until, bucket)
     computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top, df, selected))
                      for spec in panels)
     checked = None if policies is None else _check_policies(chosen, policies, named_ports)
     return Report(given, window, len(chosen), lost.total_lost_events(chosen),
                   traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
                   missing_fields(chosen),
-                  answer(df, selected, _within(df, start, end)) if panels else None)
+                  answer(df, selected, in_window(df, window.since, window.until))
+                  if panels else None)
 
 
-def _within(df: pd.DataFrame, start: pd.Timestamp | None,
-            end: pd.Timestamp | None) -> np.ndarray:
+def in_window(df: pd.DataFrame, start: pd.Timestamp | None,
+              end: pd.Timestamp | None) -> np.ndarray:
     """The flows of the window, whatever the filters."""
     times = df["time"]
     inside = times.notna().to_numpy(copy=True)
@@ -285,6 +279,26 @@ def _within(df: pd.DataFrame, start: pd.Timestamp | None,
     if end is not None:
         inside &= np.asarray((times <= end).fillna(False), dtype=bool)
     return inside
+
+
+def report_window(filters: _filters.Filters, given: InputSummary, *, anchor: Anchor,
+                  anchored_at: pd.Timestamp | None,
+                  sent: tuple[pd.Timestamp | None, pd.Timestamp | None] = (None, None)
+                  ) -> Window:
+    """The window a report over `given` covers (its first and last flow left to fill in):
+    --since/--until counted back from `anchored_at`, else the input's (or with
+    `anchor="now"`, what the relay `sent`) oldest and newest flow."""
+    since, until = _filters.time_window(filters, anchored_at)
+    sent_first, sent_last = sent
+    start = since if since is not None else (given.first_flow if anchor == "data" else sent_first)
+    end = until if until is not None else (
+        anchored_at if anchor == "data" or sent_last is None else sent_last)
+    if start is not None and given.first_flow is not None and start < given.first_flow <= end:
+        start = given.first_flow  # --since before the oldest flow held: `covered` says so
+    asked_until = until if until is not None else anchored_at
+    return Window(start, end, None, None, anchor, anchored_at, filters.since, filters.until,
+                  since, asked_until if since is not None else None,
+                  _covered(since, asked_until, given.first_flow))
 
 
 def _covered(since: pd.Timestamp | None, until: pd.Timestamp | None,

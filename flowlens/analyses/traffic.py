@@ -6,6 +6,8 @@ metric handlers do (../shared/spec/hubble-api.md §5), one flow at a time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -39,6 +41,27 @@ def over_time(times: pd.Series, keys: pd.Series, buckets: Buckets) -> pd.DataFra
     names = [names_all[i] for i in order]
     out = pd.DataFrame(counts[:, order], columns=names)
     out.insert(0, "time", buckets.starts())
+    return out
+
+
+def merge_over_time(parts: Sequence[pd.DataFrame],
+                    keep: Sequence[str] | None = None) -> pd.DataFrame:
+    """`over_time` frames of parts of an input (the same buckets), as of the whole: counts
+    added per key, only the keys in `keep` when given, largest total first."""
+    added: dict[str, np.ndarray] = {}
+    for part in parts:
+        for name in part.columns[1:]:
+            counts = part[name].to_numpy(dtype=np.int64)
+            added[name] = added[name] + counts if name in added else counts
+    totals = {name: int(counts.sum()) for name, counts in added.items()
+              if keep is None or name in keep}
+    names = sorted((n for n, total in totals.items() if total > 0),
+                   key=lambda n: (-totals[n], n))
+    times = parts[0]["time"]
+    matrix = (np.column_stack([added[n] for n in names]) if names
+              else np.zeros((len(times), 0), dtype=np.int64))
+    out = pd.DataFrame(matrix, columns=names)
+    out.insert(0, "time", times.reset_index(drop=True))
     return out
 
 

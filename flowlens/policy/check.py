@@ -78,9 +78,40 @@ def check(df: pd.DataFrame, policies: PolicySet,
           named_ports: Mapping[str, int] | None = None) -> PolicyCheck:
     """What `policies` (as if exactly these were applied) would do to each connection of
     `df`, next to what the flows observed."""
+    return check_grouped(grouped_requests(df), policies, named_ports)
+
+
+def grouped_requests(df: pd.DataFrame, part: int = 0) -> pd.DataFrame:
+    """The connection requests of `df` per connection and traffic direction, as `check`
+    takes them: flows, the newest outcome and its time, and where the group first comes in
+    `check`'s order (`order_judged`, `order_time`, `order_seq`: part `part` of an input, its
+    row). Parts of an input in order merge (`merge_grouped`)."""
+    return _grouped(connection_requests(df), part)
+
+
+def merge_grouped(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """`grouped_requests` of parts of an input, in order, as of the whole: flows add up, the
+    newest outcome wins (the later part on a tie), the first place is the earliest."""
+    joined = pd.concat(parts, ignore_index=True)
+    keys = [*KEY, "traffic_direction"]
+
+    def groups(order: list[str]) -> Any:
+        return joined.sort_values(order, kind="stable").groupby(keys, observed=True,
+                                                                dropna=False, sort=False)
+
+    added = groups(_ORDER).agg(flows=("flows", "sum"), at=("at", "max"),
+                               **{c: (c, "first") for c in _ORDER})
+    newest = groups(_LATEST).agg(outcome=("outcome", "last"),
+                                 **{c: (c, "last") for c in _LATEST})
+    return added.join(newest).reset_index()
+
+
+def check_grouped(grouped: pd.DataFrame, policies: PolicySet,
+                  named_ports: Mapping[str, int] | None = None) -> PolicyCheck:
+    """`check` of an input's `grouped_requests`."""
     ends: dict[tuple[str, str, Any, Any], dict[Direction, _End]] = {}
     peers: dict[tuple[str, str, Any, Any], tuple[Peer, Peer]] = {}
-    for seen in seen_ends(connection_requests(df)):
+    for seen in _seen(grouped):
         # One pod, one connection: its IPv4 and IPv6 flows go together.
         key = (seen.src.name, seen.dst.name, seen.port, seen.protocol)
         peers.setdefault(key, (seen.src, seen.dst))
@@ -122,8 +153,15 @@ class Seen(NamedTuple):
 
 def seen_ends(requests: pd.DataFrame) -> Iterator[Seen]:
     """`connection_requests` grouped by connection and traffic direction."""
+    return _seen(_grouped(requests))
+
+
+def _seen(grouped: pd.DataFrame) -> Iterator[Seen]:
+    """`_grouped` rows in the order their groups first come, as `Seen`."""
+    ordered = grouped.sort_values(_ORDER, kind="stable")[[*KEY, "traffic_direction", "flows",
+                                                           "outcome", "at"]]
     peers: dict[tuple[Any, ...], Peer] = {}
-    for row in _grouped(requests).itertuples(index=False):
+    for row in ordered.itertuples(index=False):
         values = [None if _missing(v) else v for v in row]
         src = peers.setdefault(tuple(values[:5]), peer(*values[:5]))
         dst = peers.setdefault(tuple(values[5:10]), peer(*values[5:10]))
@@ -167,17 +205,32 @@ def request_flows(df: pd.DataFrame, denied: np.ndarray) -> np.ndarray:
                     ~reply.fillna(True).to_numpy(dtype=bool))
 
 
-def _grouped(requests: pd.DataFrame) -> pd.DataFrame:
+# A group's first and last row in judged, time (none last), row order: where it first comes,
+# and whose outcome is its newest.
+_ORDER = ["order_judged", "order_time", "order_seq"]
+_LATEST = ["latest_judged", "latest_time", "latest_seq"]
+_PART_ROWS = 1 << 40  # order_seq: part * _PART_ROWS + row
+
+
+def _grouped(requests: pd.DataFrame, part: int = 0) -> pd.DataFrame:
     """Per connection (the KEY values) and traffic direction: flows, the newest outcome and
-    its time."""
-    judged = requests["outcome"] != ""
+    the newest judged flow's time, and where the group's first and last rows come in judged,
+    time, row order."""
+    judged = (requests["outcome"] != "").to_numpy(dtype=bool)
+    times = requests["time"]
     # Judged flows last, oldest first: each group's last row is its newest outcome, if any.
-    ordered = requests.assign(judged_at=requests["time"].where(judged), judged=judged) \
-        .sort_values(["judged", "time"], kind="stable")
+    ordered = requests.assign(
+        judged_at=times.where(judged), order_judged=judged,
+        order_time=np.where(times.isna().to_numpy(), np.iinfo(np.int64).max, times.array.asi8),
+        order_seq=part * _PART_ROWS + np.arange(len(requests), dtype=np.int64),
+    ).sort_values(["order_judged", "order_time"], kind="stable")
     groups = ordered.groupby([*KEY, "traffic_direction"], observed=True, dropna=False,
                              sort=False)
     return groups.agg(flows=("outcome", "size"), outcome=("outcome", "last"),
-                      at=("judged_at", "last")).reset_index()
+                      at=("judged_at", "last"),
+                      **{c: (c, "first") for c in _ORDER},
+                      **{latest: (c, "last") for latest, c in zip(_LATEST, _ORDER,
+                                                                  strict=True)}).reset_index()
 
 
 _ENDS: dict[Any, tuple[Direction, ...]] = {"INGRESS": ("ingress",), "EGRESS": ("egress",)}

@@ -116,31 +116,32 @@ class Partition:
 
     def batches(self, columns: Sequence[str] | None = None, window: TimeRange = ALL_TIME,
                 batch_size: int = 50_000, report: ReadReport | None = None,
-                skip: frozenset[str] = frozenset()) -> Iterator[FlowBatch]:
+                skip: frozenset[str] = frozenset(), lost: bool = True) -> Iterator[FlowBatch]:
         """The hour's flows (only the row groups that can hold flows of `window`, only
         `columns`), its lost events placed by time among them (position counts the flows of
-        this partition before each), and its node status events into `report`. Original files
-        named in `skip` are left out (a follower has read them)."""
+        this partition before each; `lost` False: none), and its node status events into
+        `report`. Original files named in `skip` are left out (a follower has read them)."""
         opened = self._open(FLOWS, skip)
-        lost = self.records(LOST_EVENTS, window, skip)
+        lost_events = self.records(LOST_EVENTS, window, skip) if lost else []
         if report is not None:
             report.node_status.extend(_node_status_response(r)
                                       for r in self.records(NODE_STATUS, window, skip))
         wanted = None if columns is None else list(dict.fromkeys(["time", *columns]))
-        positions = _positions(opened, lost, window) if lost else []
-        placed = sorted(zip(positions, range(len(lost)), strict=True))
+        positions = _positions(opened, lost_events, window) if lost_events else []
+        placed = sorted(zip(positions, range(len(lost_events)), strict=True))
         at = 0
         for file, groups in opened:
             for batch in _file_batches(file, groups, wanted, window, batch_size):
                 end = at + batch.size
                 while placed and placed[0][0] < end:
                     pos, i = placed.pop(0)
-                    batch.lost_events.append({**lost[i], "position": pos})
+                    batch.lost_events.append({**lost_events[i], "position": pos})
                 at = end
                 yield batch
         if placed:  # after the last flow of the hour
             yield FlowBatch(columns={}, size=0,
-                            lost_events=[{**lost[i], "position": pos} for pos, i in placed])
+                            lost_events=[{**lost_events[i], "position": pos}
+                                         for pos, i in placed])
 
     def _open(self, table: str, skip: frozenset[str]) -> list[tuple[pq.ParquetFile, list[int]]]:
         """Every visible file of `table` opened (an open file stays readable when compaction
