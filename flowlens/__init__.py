@@ -4,6 +4,8 @@
     >>> df = flowlens.read("samples/lab.jsonpb", verdict="DROPPED")
 """
 
+__version__ = "0.1.0"
+
 import os
 from typing import TYPE_CHECKING, Any
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from flowlens import __version__
 from flowlens import _hubble as H
 from flowlens import cli_live as _live
 from flowlens import cli_store as _store
@@ -164,7 +165,7 @@ class FlowlensGroup(click.Group):
 
 
 @click.group(cls=FlowlensGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="flowlens")
+@click.version_option(__version__)  # (not package_name: reading metadata is slow)
 def main() -> None:
     """flowlens: what your Cilium network policies are doing, from Hubble flows."""
 

@@ -277,6 +277,50 @@ def test_server_side_rejection_is_a_terminating_error(server: str,
     assert len(result.stderr.splitlines()) == 1
 
 
+def _timeless(payloads: list[bytes]) -> list[bytes]:
+    """The responses, with the time the relay stamps its node status with when sent cleared."""
+    responses = [observer_pb2.GetFlowsResponse.FromString(p) for p in payloads]
+    for r in responses:
+        if r.HasField("node_status"):
+            r.ClearField("time")
+    return [r.SerializeToString() for r in responses]
+
+
+def test_the_lean_receive_gets_what_grpcio_gets(server: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """FlowStream receives past grpcio's per-message Python work (relay._messages): the same
+    messages in the same order as grpcio's own iterator, and the same error for a request the
+    relay refuses."""
+    from flowlens.sources.relay import Connection, _messages, open_channel
+
+    channel = open_channel(Connection(server))
+    method = channel.unary_stream(
+        "/observer.Observer/GetFlows",
+        request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+        response_deserializer=None)
+    every = observer_pb2.GetFlowsRequest(number=(1 << 64) - 1, first=True)
+    refused = observer_pb2.GetFlowsRequest(number=5)
+    refused.whitelist.add(source_pod=[""])
+    try:
+        theirs = list(method(every))
+        with pytest.raises(grpc.RpcError) as their_error:
+            list(method(refused))
+
+        def not_grpcio(self: Any) -> Any:
+            raise AssertionError("grpcio's iterator received")
+
+        monkeypatch.setattr(grpc._channel._SingleThreadedRendezvous, "_next", not_grpcio)
+        ours = list(_messages(method(every)))
+        with pytest.raises(grpc.RpcError) as our_error:
+            list(_messages(method(refused)))
+    finally:
+        channel.close()
+    assert len(theirs) > 1000 and _timeless(ours) == _timeless(theirs)
+    assert our_error.value.code() == their_error.value.code() == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert our_error.value.details() == their_error.value.details()
+
+
 def test_status_prints_what_hubble_status_prints(server: str) -> None:
     result = CliRunner().invoke(main, ["status", "--server", server])
     assert result.exit_code == 0, result.output

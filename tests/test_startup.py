@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import flowlens
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "samples" / "lab.jsonpb"
-HEAVY = ("pandas", "pyarrow", "numpy", "grpc", "google.protobuf", "plotly", "yaml")
+HEAVY = ("pandas", "pyarrow", "numpy", "grpc", "google.protobuf", "plotly", "yaml",
+         "importlib.metadata")  # (the last: --version reads no package metadata)
 
 # Runs the CLI in a fresh interpreter and reports which of HEAVY it loaded.
 _PROBE = """
@@ -44,6 +47,8 @@ def test_help_and_version_load_nothing_heavy(args: list[str]) -> None:
     assert result["code"] == 0
     assert "flowlens" in str(result["out"]) or "Usage" in str(result["out"])
     assert result["heavy"] == []
+    if args == ["--version"]:
+        assert str(result["out"]).endswith(f", version {flowlens.__version__}\n")
 
 
 def test_tail_of_a_file_loads_no_grpc_nor_plotly() -> None:

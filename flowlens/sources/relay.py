@@ -316,6 +316,61 @@ def _identity(payload: bytes) -> tuple[str | None, int | None, Any]:
     return kind, t, payload
 
 
+def _messages(call: Any) -> Iterator[bytes]:
+    """The messages of a streaming call on a `SingleThreadedUnaryStream` channel, received as
+    grpcio's iterator receives them without its per-message Python work (locks and its state
+    machine: a third of the receive time, measured with flowsrv); ends as that iterator ends:
+    at status OK, or raising the call (a grpc.RpcError). Whatever is not the usual event, one
+    message, goes to grpcio's own handler; when grpcio's insides are not the ones known here,
+    its iterator receives."""
+    from grpc import _channel
+
+    cygrpc: Any = getattr(_channel, "cygrpc", None)
+    known = (getattr(_channel, "_SingleThreadedRendezvous", None),
+             getattr(_channel, "_handle_event", None), getattr(call, "_state", None),
+             getattr(call, "_call", None), getattr(cygrpc, "ReceiveMessageOperation", None))
+    if not isinstance(call, known[0] or ()) or None in known:
+        yield from call
+        return
+    state, segregated, handle = call._state, call._call, _channel._handle_event
+    receiving = cygrpc.OperationType.receive_message
+    receive = (cygrpc.ReceiveMessageOperation(0),)  # (no flags)
+    while True:
+        with state.condition:
+            if state.code is not None:
+                break
+            state.due.add(receiving)  # before the operation, as grpcio does
+            if not segregated.operate(receive, None):
+                state.due.discard(receiving)
+                break
+        message = None
+        while True:
+            event = segregated.next_event()
+            ops = event.batch_operations
+            if len(ops) == 1 and ops[0].type() == receiving:
+                state.due.discard(receiving)
+                message = ops[0].message()
+                break
+            with state.condition:
+                callbacks = handle(event, state, None)
+            for callback in callbacks:
+                callback()
+            if receiving not in state.due:
+                message, state.response = state.response, None
+                break
+        if message is None:  # the stream ended: its status follows
+            break
+        yield message
+    while state.code is None and state.due:
+        event = segregated.next_event()
+        with state.condition:
+            callbacks = handle(event, state, None)
+        for callback in callbacks:
+            callback()
+    if state.code is not grpc.StatusCode.OK:
+        raise call
+
+
 class FlowStream:
     """GetFlows as an iterator of DecodedBatch, reopened after retryable errors.
 
@@ -401,17 +456,18 @@ class FlowStream:
         request = self.request
         attempt = 0
         since_progress = time.monotonic()
+        resume = self._resume
+        recent = resume.recent
         while not self._cancelled.is_set():
             call = self._open(request)
+            received = self._received
             try:
-                for payload in call:
-                    if self._resume.since_ns is not None and self._resume.is_repeat(payload):
+                for payload in _messages(call):  # (once per flow: kept lean)
+                    if resume.since_ns is not None and resume.is_repeat(payload):
                         self.stats.duplicates += 1
                         continue
-                    attempt = 0
-                    since_progress = time.monotonic()
                     self._received += 1
-                    self._resume.recent.append(payload)
+                    recent.append(payload)
                     yield payload
                 if not self.request.follow:
                     return
@@ -425,6 +481,9 @@ class FlowStream:
                 if not retryable:
                     raise RelayError(describe(self.conn, err)) from None
                 problem = describe(self.conn, err)
+            if self._received > received:  # this call brought flows: patience starts over
+                attempt = 0
+                since_progress = time.monotonic()
             waited = time.monotonic() - since_progress
             if (self.retry.attempts is not None and attempt >= self.retry.attempts) or \
                     (self.retry.patience is not None and waited >= self.retry.patience):
@@ -488,49 +547,48 @@ class FlowStream:
             yield run
 
     def _threaded_runs(self) -> Iterator[list[bytes]]:
-        pending: list[bytes] = []
         # Received but not yet taken is bounded: when the consumer falls behind, the receiver
-        # waits, and gRPC's flow control holds the relay back (memory stays flat).
+        # waits, and gRPC's flow control holds the relay back (memory stays flat). The
+        # handover is a deque (appends and pops are thread-safe): no lock taken per flow.
+        pending: deque[bytes] = deque()
         limit = 4 * self.run_size
-        handover = threading.Condition(threading.Lock())  # (not re-entrant: cheaper per flow)
+        ready = threading.Event()  # a run's worth waits, or the stream ended
+        room = threading.Event()  # the consumer took what waited
+        stopped = threading.Event()
         done: list[BaseException | None] = []
-        stopped = False
 
         def receive() -> None:
             try:
                 for payload in self._payloads():
-                    with handover:
-                        while len(pending) >= limit and not stopped:
-                            handover.wait()
-                        if stopped:
+                    if len(pending) >= limit:
+                        room.clear()
+                        while len(pending) >= limit and not stopped.is_set():
+                            room.wait(0.05)
+                        if stopped.is_set():
                             return
-                        pending.append(payload)
-                        if len(pending) >= self.run_size:
-                            handover.notify_all()
+                    pending.append(payload)
+                    if len(pending) >= self.run_size and not ready.is_set():
+                        ready.set()
                 done.append(None)
             except BaseException as exc:  # handed to the consumer thread
                 done.append(exc)
-            with handover:
-                handover.notify_all()
+            ready.set()
 
         thread = threading.Thread(target=receive, name="flowlens-relay-stream", daemon=True)
         thread.start()
         try:
             while True:
-                with handover:
-                    if not done and len(pending) < self.run_size:
-                        handover.wait(self.flush_interval)
-                    run = pending[:]
-                    pending.clear()
-                    handover.notify_all()
+                ready.wait(self.flush_interval)
+                ready.clear()
+                ended = bool(done)  # (before taking: all the stream held is then taken)
+                run = [pending.popleft() for _ in range(len(pending))]
+                room.set()
                 yield run  # also when empty: the consumer may refresh a status line
-                if done and not pending:
+                if ended:
                     if done[0] is not None:
                         raise done[0]
                     return
         finally:
-            with handover:
-                stopped = True
-                handover.notify_all()
+            stopped.set()
             self.cancel()
             thread.join(timeout=2)
