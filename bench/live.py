@@ -55,7 +55,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(argv: list[str], stdout: Path | None, servers: list[int]) -> Run:
+def run(argv: list[str], stdout: Path | None, servers: list[int],
+        env: dict[str, str] = ENV) -> Run:
     """One timed run: seconds, peak RSS, and the CPUs others kept busy (not it, not our
     servers)."""
     peak = [0]
@@ -63,7 +64,7 @@ def run(argv: list[str], stdout: Path | None, servers: list[int]) -> Run:
     ours0 = sum(map(cpu_seconds, servers))
     start = time.perf_counter()
     with open(stdout or os.devnull, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=ENV)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)
         done = threading.Event()
 
         def sample() -> None:
@@ -252,9 +253,17 @@ def startup(args: argparse.Namespace) -> None:
              ("flowlens --version", [*FLOWLENS, "--version"], 0.150),
              ("tail --input-file lab --last 5",
               [*FLOWLENS, "tail", "--input-file", str(lab), "--last", "5"], 0.4)]
-    print(f"startup (median of {args.startup_runs}):")
+    hubble = reference_bin("hubble")
+    if hubble is not None:  # the same in Go, for scale
+        cases.append(("hubble observe --input-file lab", [hubble, "observe", "--input-file",
+                                                          str(lab), "--last", "5"], None))
+    # As installed (pip compiles the modules to bytecode): with PYTHONDONTWRITEBYTECODE set, as
+    # it may be here, every changed module would be compiled again in each timed run.
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    print(f"startup (median of {args.startup_runs}, after a run that writes the bytecode):")
     for name, argv, target in cases:
-        runs = [run(argv, None, []) for _ in range(args.startup_runs)]
+        run(argv, None, [], env)
+        runs = [run(argv, None, [], env) for _ in range(args.startup_runs)]
         t, rss, load = median(runs)
         goal = f" (target <= {target * 1000:.0f} ms: {_verdict(t <= target)})" if target else ""
         print(f"  {name:32s} {t * 1000:5.0f} ms  {rss / MB:4.0f} MB  others kept {load:.1f} "
