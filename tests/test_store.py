@@ -168,6 +168,20 @@ def test_files_hold_only_the_values_they_use(lab: pd.DataFrame, tmp_path: Path) 
     assert len(pods.dictionary) == len(used) < len(lab["src_pod"].cat.categories)
 
 
+def test_files_carry_statistics_of_times_and_numbers_not_strings(lab: pd.DataFrame,
+                                                                  tmp_path: Path) -> None:
+    writer = StoreWriter(create_store(tmp_path / "s"))
+    writer.add(lab)
+    writer.flush()
+    for path in (tmp_path / "s" / "flows").rglob("*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        group = meta.row_group(0)
+        stats = {group.column(i).path_in_schema: group.column(i).is_stats_set
+                 for i in range(group.num_columns)}
+        assert stats["time"] and stats["src_port"] and stats["latency_ns"]
+        assert not stats["src_pod"] and not stats["uuid"] and not stats["summary"]
+
+
 @pytest.mark.parametrize("source", [LAB, LAB_TEXT], ids=lambda p: p.name)
 def test_importing_the_same_flows_twice_adds_none(source: Path, tmp_path: Path) -> None:
     store = f"{tmp_path / 'store'}/"
