@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from common import (  # bench/ is on sys.path as a script
     best_of,
     cpu_seconds,
     decoder_used,
+    free_port,
     reference_bin,
     timed,
 )
@@ -59,15 +59,9 @@ from flowlens.synth import generate_flows
 RUN = 5_000  # the client's decoding run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(jsonpb: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """flowsrv serving the file, else `flowlens relay`; (process, address, what it is)."""
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     flowsrv = reference_bin("flowsrv")
     if flowsrv is not None:
         proc = subprocess.Popen([flowsrv, "-listen", address, "-in", str(jsonpb)],
