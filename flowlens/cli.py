@@ -401,12 +401,14 @@ def relay(sources: tuple[str, ...], listen: str, speed: str, tls_cert: str | Non
 @click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
               help="With --policy: the port number of a named port. Repeatable.")
 @_store.store_option
+@_store.engine_options
 @_live.connection_options
 @_filters.filter_options
 def report(sources: tuple[str, ...], input_format: str | None, year: int | None, strict: bool,
            fmt: str | None, out: str | None, top: str, bucket: str | None, plotlyjs: str,
            policy_files: tuple[str, ...], named_ports: tuple[str, ...], store: str | None,
-           connection: Connection, filters: _filters.Filters) -> None:
+           engine: str, scheduler: str | None, connection: Connection,
+           filters: _filters.Filters) -> None:
     """The Hubble dashboard's panels as a report over SOURCE... (files, folders, -), or over
     the flows hubble-relay (--server) holds when no SOURCE is given: forwarded vs dropped, drop
     reasons, denied pods, policy verdicts, TCP, ICMP, DNS, HTTP, lost events.
@@ -423,8 +425,8 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     policies = _policy.load_policies(policy_files) if policy_files else None
     ports = _policy.parse_named_ports(named_ports)
     options = _read_options(input_format, year, strict)
-    built = _report_over(sources, store, options, connection, filters, top=rows, bucket=size,
-                         policies=policies, named_ports=ports)
+    built = _report_over(sources, store, options, connection, filters, (engine, scheduler),
+                         top=rows, bucket=size, policies=policies, named_ports=ports)
     _warn_policy_notes(built)
     _write(_report_formats.report_chunks(built, fmt, plotlyjs), out)
     if out is not None:
@@ -435,11 +437,11 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
 
 def _report_over(sources: tuple[str, ...], store: str | None, options: ReadOptions,
                  connection: Connection, filters: _filters.Filters,
-                 **kwargs: Any) -> _analyses.Report:
-    """The report over the window of SOURCE... (or of the default store, partition by
-    partition), or of the relay when there is none."""
+                 engine: tuple[str, str | None], **kwargs: Any) -> _analyses.Report:
+    """The report over the window of SOURCE... (or of the default store; a store partition by
+    partition, on --engine), or of the relay when there is none."""
     chosen = _store.default_sources(sources, store)
-    over_store = _store.report_over_store(chosen, sources, filters, **kwargs)
+    over_store = _store.report_over_store(chosen, sources, filters, *engine, **kwargs)
     if over_store is not None:
         return over_store
     if chosen:
@@ -518,12 +520,13 @@ def policy() -> None:
 @click.option("--named-port", "named_ports", multiple=True, metavar="NAME=PORT",
               help="The port number of a named port the policies use. Repeatable.")
 @_store.store_option
+@_store.engine_options
 @_live.connection_options
 @_filters.filter_options
 def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | None,
                  strict: bool, fmt: str | None, out: str | None, named_ports: tuple[str, ...],
-                 plotlyjs: str, store: str | None, connection: Connection,
-                 filters: _filters.Filters) -> None:
+                 plotlyjs: str, store: str | None, engine: str, scheduler: str | None,
+                 connection: Connection, filters: _filters.Filters) -> None:
     """Evaluate the policies in POLICY.yaml... (files ending in .yaml or .yml, or folders of
     them) against the connections in SOURCE... (flow files, folders, -; the relay at --server
     when none), as if exactly these policies were applied: per connection and end (source
@@ -540,8 +543,8 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
         _check_writable(out, (*sources, *policy_paths))
     policies = _policy.load_policies(policy_paths)
     options = _read_options(input_format, year, strict)
-    built = _report_over(sources, store, options, connection, filters, panels=(),
-                         policies=policies,
+    built = _report_over(sources, store, options, connection, filters, (engine, scheduler),
+                         panels=(), policies=policies,
                          named_ports=_policy.parse_named_ports(named_ports),
                          title="flowlens policy check")
     _warn_policy_notes(built)

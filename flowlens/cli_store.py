@@ -51,14 +51,32 @@ def store_option(f: F) -> F:
              "--server is given.")(f)
 
 
-def report_over_store(sources: tuple[str, ...], given: tuple[str, ...],
-                      filters: _filters.Filters, **kwargs: Any) -> Any:
+def engine_options(f: F) -> F:
+    """--engine and --scheduler: how a report over a flow store runs."""
+    f = click.option("--scheduler", metavar="ADDRESS",
+                     help="With --engine dask: the Dask scheduler (tcp://host:8786).")(f)
+    return click.option(
+        "--engine", type=click.Choice(["local", "dask"], case_sensitive=False),
+        default="local", show_default=True,
+        help="How a report over a flow store runs: here, one hourly partition at a time "
+             "(local), or on the Dask cluster at --scheduler, each worker reading its own "
+             "partitions (dask; the store a path every worker sees, or an s3://, gs:// or "
+             "file:// URL).")(f)
+
+
+def report_over_store(sources: tuple[str, ...], given: tuple[str, ...], filters:
+                      _filters.Filters, engine: str, scheduler: str | None,
+                      **kwargs: Any) -> Any:
     """The report over one flow store (partition by partition, `flowlens.engine`), or None
-    when SOURCE... is not one store."""
+    when SOURCE... is not one store (--engine dask needs one)."""
+    runner = _engine.runner_for(engine.lower(), scheduler)
     if len(sources) != 1 or not is_store(sources[0]):
+        if runner is not _engine.local:
+            raise UsageError("--engine dask runs a report over a flow store: give one STORE "
+                             "(a path or an s3://, gs://, file:// URL)")
         return None
     return _engine.report_store(sources[0], filters, sources=shown_sources(sources, given),
-                                **kwargs)
+                                runner=runner, **kwargs)
 
 
 def default_sources(sources: tuple[str, ...], store: str | None) -> tuple[str, ...]:

@@ -1,7 +1,11 @@
-"""Reports over a flow store, one hourly partition at a time.
+"""Reports over a flow store, one hourly partition at a time: on this machine (`local`, the
+default), or on a Dask cluster (`dask`), where every worker reads its own partitions (the
+store may be a path all workers see, or an fsspec URL: s3://, gs://, file://).
 
     >>> from flowlens import engine
-    >>> report = engine.report("flows-store/", since="1h")
+    >>> report = engine.report("flows-store/", since="1h")                  # local
+    >>> report = engine.report("s3://bucket/flows", engine="dask",
+    ...                        scheduler="tcp://scheduler:8786", from_namespace="shop")
 
 The report equals `analyses.build_report` over every flow of the store, exactly (JSON and
 all), while memory follows the largest partition: each partition is read with the flows
@@ -12,6 +16,7 @@ computed into a partial report (`flowlens.analyses.parts`) and merged in time or
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +44,13 @@ from flowlens.analyses.report import (
     in_window,
     report_window,
 )
-from flowlens.errors import UsageError
+from flowlens.errors import ClusterError, UsageError
 from flowlens.policy import PolicySet
 from flowlens.sources.batch import FlowBatch
 from flowlens.sources.timerange import ALL_TIME, TimeRange
 from flowlens.store.dataset import HOUR_NS, LOST_EVENTS, Partition, Store
 
+ENGINES = ("local", "dask")
 # Columns no panel and no policy evaluation reads: left on disk (uuids alone are most of a
 # store's bytes), unless a filter needs them.
 NOT_REPORTED = ("uuid", "summary")
@@ -147,8 +153,7 @@ def plan(store: Store, filters: _filters.Filters, *, sources: Sequence[str],
         raise UsageError("--first/--last select flows in file order: a report over a flow "
                          "store takes a time window (--since/--until) instead")
     hours = store.hours()
-    low, high = store.extent()
-    first, last = (None if t is None else pd.Timestamp(t, tz="UTC") for t in (low, high))
+    first, last = (None if t is None else pd.Timestamp(t, tz="UTC") for t in store.extent())
     # flows: what the parts read, known once they are merged
     given = InputSummary(tuple(sources), 0, first, last, tuple(filters.argv()))
     window = report_window(filters, given, anchor="data", anchored_at=last)
@@ -188,6 +193,91 @@ def local(tasks: list[Task]) -> Iterator[ReportPart]:
         yield run(task)
 
 
+def on_dask(scheduler: str) -> Runner:
+    """The tasks on the Dask cluster whose scheduler is at `scheduler` (tcp://host:8786):
+    every worker reads its partitions itself; results come back in time order. A scheduler
+    that cannot be reached, or a cluster without a worker for Dask's connect timeout
+    (`distributed.comm.timeouts.connect`, 30 s unless configured), is a `ClusterError`."""
+    def runner(tasks: list[Task]) -> Iterator[ReportPart]:
+        try:
+            import dask
+            from distributed import Client
+        except ImportError:
+            raise UsageError("--engine dask needs Dask: pip install 'flowlens[dask]'") from None
+        patience = float(dask.utils.parse_timedelta(
+            dask.config.get("distributed.comm.timeouts.connect"), default="seconds"))
+        _reach(scheduler, patience)
+        try:
+            client = Client(scheduler, set_as_default=False, timeout=patience)
+        except (OSError, ValueError) as exc:
+            raise ClusterError(f"--scheduler {scheduler}: {_first_line(exc)}") from None
+        with client:
+            futures = client.map(run, tasks, pure=False)
+            for future in futures:
+                yield _result(client, future, scheduler, patience)
+                future.release()
+    return runner
+
+
+def _reach(scheduler: str, patience: float) -> None:
+    """Fail early, in one line, on an address that is not one or a scheduler that does not
+    answer (a failed `Client` would linger and complain while it is collected)."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def knock() -> None:
+        comm = await connect(scheduler, timeout=patience)
+        await comm.close()
+
+    try:
+        asyncio.run(knock())
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--scheduler {scheduler}: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise ClusterError(f"--scheduler {scheduler}: {_first_line(exc)}") from None
+
+
+def _result(client: Any, future: Any, scheduler: str, patience: float) -> ReportPart:
+    """The future's partial report; a task's own error as it is (an unreadable file is an
+    InputError); a cluster without workers for `patience` seconds, workers dying on the task
+    or a lost scheduler as a `ClusterError`."""
+    from distributed import KilledWorker
+
+    alone_since: float | None = None
+    while True:
+        try:
+            part: ReportPart = future.result(timeout=1)
+            return part
+        except TimeoutError:
+            pass
+        except KilledWorker as exc:
+            raise ClusterError(f"--scheduler {scheduler}: workers died computing a partition "
+                               f"({_first_line(exc)})") from None
+        except Exception as exc:
+            if future.status == "error":
+                raise  # the task's own
+            raise ClusterError(f"--scheduler {scheduler}: lost the cluster "
+                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+        try:
+            workers = client.nthreads()
+        except OSError as exc:
+            raise ClusterError(f"--scheduler {scheduler}: lost the scheduler "
+                               f"({_first_line(exc)})") from None
+        now = time.monotonic()
+        if workers:
+            alone_since = None
+        elif alone_since is None:
+            alone_since = now
+        elif now - alone_since > patience:
+            raise ClusterError(f"--scheduler {scheduler}: the Dask cluster has no workers "
+                               f"(none for {patience:g} s: none started, or all lost)")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
 def report_store(store: str, filters: _filters.Filters | None = None, *,
                  sources: Sequence[str] = (), runner: Runner = local, top: int = DEFAULT_TOP,
                  bucket: pd.Timedelta | None = None, panels: Sequence[Any] = PANELS,
@@ -195,7 +285,7 @@ def report_store(store: str, filters: _filters.Filters | None = None, *,
                  named_ports: Mapping[str, int] | None = None,
                  title: str = "flowlens report") -> Report:
     """The report over a flow store (`build_report`'s arguments), partition by partition on
-    `runner`."""
+    `runner` (`local`, or `on_dask(scheduler)`)."""
     filters = filters or _filters.Filters()
     laid = plan(Store(store), filters, sources=sources or (store,), bucket=bucket,
                 panels=[p.key for p in panels], policies=policies is not None)
@@ -219,15 +309,34 @@ def _merged(parts: Iterator[ReportPart], laid: Plan, panels: Sequence[Any],
     return merged
 
 
-def report(store: str, *, top: int = DEFAULT_TOP, bucket: str | None = None,
+def report(store: str, *, engine: str = "local", scheduler: str | None = None,
+           top: int = DEFAULT_TOP, bucket: str | None = None,
            policies: PolicySet | None = None, **filters: Any) -> Report:
-    """The report over a flow store, with hubble's filter flags as keywords (`since="1h"`,
-    `from_pod="default/frontend"`, as `flowlens.read` takes them)."""
+    """The report over a flow store (a path or an fsspec URL), with hubble's filter flags as
+    keywords (`since="1h"`, `from_pod="default/frontend"`, as `flowlens.read` takes them);
+    `engine="dask"` runs it on the cluster of `scheduler`."""
     from flowlens.analyses.buckets import parse_bucket
 
-    return report_store(store, _filters.Filters.from_kwargs(**filters), top=top,
+    return report_store(store, _filters.Filters.from_kwargs(**filters),
+                        runner=runner_for(engine, scheduler), top=top,
                         bucket=None if bucket is None else parse_bucket(bucket),
                         policies=policies)
 
 
-__all__ = ["Plan", "Task", "local", "plan", "report", "report_columns", "report_store", "run"]
+def runner_for(engine: str, scheduler: str | None) -> Runner:
+    """The runner of `--engine` (and `--scheduler`)."""
+    if engine not in ENGINES:
+        raise UsageError(f"invalid value {engine!r} for --engine: want one of "
+                         f"{', '.join(ENGINES)}")
+    if engine == "dask":
+        if not scheduler:
+            raise UsageError("--engine dask needs --scheduler ADDRESS (a Dask scheduler, "
+                             "tcp://host:8786)")
+        return on_dask(scheduler)
+    if scheduler:
+        raise UsageError("--scheduler goes with --engine dask")
+    return local
+
+
+__all__ = ["ENGINES", "Plan", "Task", "local", "on_dask", "plan", "report", "report_columns",
+           "report_store", "run", "runner_for"]

@@ -8,6 +8,8 @@
     ├── StoreError          a flow store cannot be written (another writer has it, full disk)
     ├── RelayError          a relay cannot be reached or ended the stream with an error that
     │                       retrying cannot fix (wrong address, TLS failure, permission denied)
+    ├── ClusterError        a Dask cluster (--engine dask) cannot be reached, has no workers,
+    │                       or lost them or its scheduler
     └── OutputError         a result cannot be written (disk full, I/O error)
 """
 
@@ -42,6 +44,10 @@ class StoreError(FlowlensError):
 
 class RelayError(FlowlensError):
     """A relay cannot be reached, or answered with an error retrying cannot fix."""
+
+
+class ClusterError(FlowlensError):
+    """A Dask cluster cannot be reached, has no workers, or lost them."""
 
 
 class OutputError(FlowlensError):

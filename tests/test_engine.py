@@ -5,8 +5,15 @@ it equals the local engine; memory follows a partition, not the store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -262,6 +269,13 @@ def test_report_and_policy_check_over_a_store_run_on_the_engine(days: Path) -> N
                                      policies=load_policies(POLICIES))
     assert expected.policy is not None
     assert json.loads(done.stdout) == expected.policy.to_dict()
+    for flags, message in ((["--engine", "dask"], "--engine dask needs --scheduler"),
+                           (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler goes with"),
+                           ([str(LAB), "--engine", "dask", "--scheduler", "tcp://x:1"],
+                            "runs a report over a flow store")):
+        done = runner.invoke(main, ["report", *([] if flags[0] == str(LAB) else [str(days)]),
+                                    *flags])
+        assert done.exit_code == 2 and message in done.output, done.output
 
 
 def test_the_python_api_reaches_the_engine(days: Path) -> None:
@@ -296,3 +310,119 @@ def test_memory_follows_the_largest_partition_not_the_store(tmp_path: Path) -> N
         assert run.returncode == 0, run.stderr
     growth = peaks[large] - peaks[small]
     assert growth < 0.25 * peaks[small], peaks  # four times the flows: not four times the peak
+
+
+# --- Dask ------------------------------------------------------------------------------------
+
+
+def _dask(*args: str) -> subprocess.Popen[bytes]:
+    """`dask scheduler` or `dask worker` (as `python -m distributed.cli.…`), its own process
+    group."""
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]], sig: int = signal.SIGTERM) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+    for process in processes:
+        process.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def _cluster(folder: Path, workers: int) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A real Dask scheduler and `workers` workers (with their nannies), each its own process,
+    on loopback: the scheduler's address and the workers' processes."""
+    from distributed import Client
+
+    address_file = folder / "scheduler.json"
+    scheduler = _dask("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                      "--no-dashboard", "--scheduler-file", str(address_file))
+    started = [scheduler]
+    try:
+        for _ in range(600):
+            if address_file.exists() and address_file.stat().st_size:
+                break
+            assert scheduler.poll() is None, "dask scheduler ended"
+            time.sleep(0.1)
+        address = json.loads(address_file.read_text())["address"]
+        hands = [_dask("distributed.cli.dask_worker", address, "--nthreads", "1",
+                       "--no-dashboard", "--host", "127.0.0.1") for _ in range(workers)]
+        started += hands
+        with Client(address, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address, hands
+    finally:
+        _stop(started[::-1])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scheduler and two workers (the test extra installs flowlens[dask])."""
+    with _cluster(tmp_path_factory.mktemp("dask"), 2) as (address, _):
+        yield address
+
+
+@pytest.mark.parametrize("flags", [CASES[0], CASES[1], CASES[3], CASES[6]],
+                         ids=["all", "window", "from-pod", "to-pod-window"])
+def test_dask_reports_every_key_as_the_local_engine(days: Path, cluster: str,
+                                                    flags: list[tuple[str, str | None]]) -> None:
+    filters = Filters.from_pairs(flags)
+    policies = load_policies(POLICIES)
+    local = json.loads(_engine(days, filters, policies=policies))
+    for store in (str(days), days.as_uri()):  # a path every worker sees, an fsspec URL
+        remote = json.loads(_engine(store, filters, policies=policies,
+                                    runner=engine.on_dask(cluster)))
+        if store != str(days):
+            local["input"]["sources"] = [store]
+        assert remote.keys() == local.keys()
+        for key in local:
+            assert remote[key] == local[key], key
+
+
+def test_report_engine_dask_from_the_command_line(days: Path, cluster: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "flowlens", "report", days.as_uri(),
+                           "--engine", "dask", "--scheduler", cluster, "--format", "json",
+                           "--since", "2026-07-03T00:00:00Z"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = json.loads(_engine(days, Filters.from_pairs([("since",
+                                                             "2026-07-03T00:00:00Z")])))
+    expected["input"]["sources"] = [days.as_uri()]
+    assert json.loads(done.stdout) == expected
+
+
+def _report_on(days: Path, scheduler: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"}
+    return subprocess.run([sys.executable, "-m", "flowlens", "report", str(days), "--engine",
+                           "dask", "--scheduler", scheduler, "--format", "json"],
+                          capture_output=True, text=True, timeout=300, check=False, env=env)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(("scheduler", "status", "message"), [
+    ("nonsense::", 2, "--scheduler nonsense::: invalid address"),
+    ("127.0.0.1", 2, "missing port number"),
+    ("tcp://127.0.0.1:{port}", 1, "Timed out trying to connect"),  # nothing listens there
+])
+def test_a_scheduler_that_is_not_there_is_one_line(days: Path, scheduler: str, status: int,
+                                                   message: str) -> None:
+    done = _report_on(days, scheduler.format(port=_free_port()))
+    assert done.returncode == status and done.stdout == "", done.stderr
+    assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+def test_a_cluster_that_lost_its_workers_is_one_line(days: Path, tmp_path: Path) -> None:
+    with _cluster(tmp_path, 1) as (address, hands):
+        _stop(hands, signal.SIGKILL)  # the worker and its nanny, killed
+        done = _report_on(days, address)
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    assert done.stderr.splitlines() == [
+        f"flowlens: error: --scheduler {address}: the Dask cluster has no workers (none for 3 s: "
+        "none started, or all lost)"], done.stderr

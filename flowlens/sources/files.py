@@ -59,7 +59,7 @@ def expand(sources: Iterable[str | os.PathLike[str]]) -> list[str]:
             out.append(text)
             continue
         path = Path(text)
-        if is_store(path):
+        if is_store(text):
             out.append(text)  # a flow store is one source (flowlens.store)
         elif path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -76,8 +76,19 @@ def expand(sources: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 
 def is_store(path: str | os.PathLike[str]) -> bool:
-    """Is this a flow store folder (flowlens.store)?"""
+    """Is this a flow store folder (flowlens.store), or an fsspec URL of one?"""
+    if is_url(os.fspath(path)):
+        from flowlens.store.dataset import location
+
+        disk, root = location(path)
+        return disk.exists(root / STORE_FILE)
     return (Path(path) / STORE_FILE).is_file()
+
+
+def is_url(text: str) -> bool:
+    """An fsspec URL (s3://bucket/flows, gs://..., file:///...), not a path."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.replace("+", "").isalnum()
 
 
 def open_source(name: str) -> Opened:

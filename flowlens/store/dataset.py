@@ -33,13 +33,14 @@ import pyarrow.parquet as pq
 
 from flowlens.errors import InputError
 from flowlens.sources.batch import FlowBatch, ReadReport
-from flowlens.sources.files import STORE_FILE, is_store
+from flowlens.sources.files import STORE_FILE, is_store, is_url
 from flowlens.sources.parquet import time_bounds
 from flowlens.sources.timerange import ALL_TIME, TimeRange
 
 __all__ = [
-    "COMPACTED_METADATA", "FLOWS", "HOUR_NS", "LOST_EVENTS", "NODE_STATUS", "STORE_FILE",
-    "TABLES", "Partition", "Store", "StoreFollower", "StoredFile", "is_store",
+    "COMPACTED_METADATA", "DISK", "FLOWS", "HOUR_NS", "LOST_EVENTS", "NODE_STATUS",
+    "STORE_FILE", "TABLES", "Disk", "Partition", "Remote", "Store", "StoreFollower",
+    "StoredFile", "is_store", "location",
 ]
 
 FORMAT = "flowlens-store"
@@ -71,6 +72,84 @@ def _hour_of(date_dir: str, hour_dir: str) -> int | None:
     return int(start.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000_000
 
 
+class Disk:
+    """Where a store's files are: the local disk (paths are `Path`s)."""
+
+    def names(self, folder: Path) -> list[str]:
+        """The names in a folder ([] when it is not there)."""
+        try:
+            return [p.name for p in folder.iterdir()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def is_dir(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+    def read_text(self, path: Path) -> str:
+        return path.read_text()
+
+    def parquet(self, path: Path) -> pq.ParquetFile:
+        return pq.ParquetFile(str(path))
+
+    def schema(self, path: Path) -> pa.Schema:
+        return pq.read_schema(str(path))
+
+
+DISK = Disk()
+
+
+class Remote(Disk):
+    """A store on an fsspec filesystem (s3://, gs://, file://, ...): paths are the
+    filesystem's own, without the protocol; every worker that is handed a partition reads it
+    from there itself."""
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def names(self, folder: Path) -> list[str]:
+        try:
+            return [str(p).rstrip("/").rsplit("/", 1)[-1]
+                    for p in self.fs.ls(str(folder), detail=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def is_dir(self, path: Path) -> bool:
+        return bool(self.fs.isdir(str(path)))
+
+    def exists(self, path: Path) -> bool:
+        return bool(self.fs.exists(str(path)))
+
+    def read_text(self, path: Path) -> str:
+        return str(self.fs.cat_file(str(path)).decode())
+
+    def parquet(self, path: Path) -> pq.ParquetFile:
+        return pq.ParquetFile(self.fs.open(str(path), "rb"))
+
+    def schema(self, path: Path) -> pa.Schema:
+        with self.fs.open(str(path), "rb") as f:
+            return pq.read_schema(f)
+
+
+def location(root: str | os.PathLike[str]) -> tuple[Disk, Path]:
+    """Where a store named by a path or an fsspec URL is: its filesystem and root path."""
+    text = os.fspath(root)
+    if not is_url(text):
+        return DISK, Path(text)
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(f"{text}: reading a URL needs fsspec (pip install "
+                         "'flowlens[dask]')") from None
+    try:
+        fs, path = fsspec.core.url_to_fs(text)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"{text}: {exc}") from None
+    return Remote(fs), Path(path)
+
+
 @dataclass
 class StoredFile:
     """One visible Parquet file of a partition; for a compacted file, the original file of
@@ -92,6 +171,7 @@ class Partition:
     start_ns: int
     folders: dict[str, Path]
     files: dict[str, list[StoredFile]] = field(default_factory=dict)
+    disk: Disk = DISK
 
     @property
     def end_ns(self) -> int:
@@ -149,7 +229,7 @@ class Partition:
         out = []
         for stored in self.files.get(table, []):
             try:
-                file = pq.ParquetFile(str(stored.path))
+                file = self.disk.parquet(stored.path)
             except FileNotFoundError:  # compacted away since listing: list the hour again
                 return self._relisted()._open(table, skip)
             except (pa.ArrowException, OSError) as exc:
@@ -168,7 +248,7 @@ class Partition:
                 for name in (stored.originals or (stored.name,))}
 
     def _relisted(self) -> Partition:
-        return _partition(self.start_ns, self.folders)
+        return _partition(self.start_ns, self.folders, self.disk)
 
     def records(self, table: str, window: TimeRange = ALL_TIME,
                 skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
@@ -236,42 +316,41 @@ def _rfc3339(ns: int) -> str:
     return f"{stamp}.{nanos:09d}Z"
 
 
-def _visible(folder: Path) -> list[StoredFile]:
+def _visible(folder: Path, disk: Disk = DISK) -> list[StoredFile]:
     """The files of a partition folder a reader reads: complete (not temporary), not replaced
     by a compacted file."""
-    try:
-        names = sorted(p.name for p in folder.iterdir()
-                       if p.suffix == ".parquet" and not p.name.startswith("."))
-    except FileNotFoundError:
-        return []
+    names = sorted(n for n in disk.names(folder)
+                   if n.endswith(".parquet") and not n.startswith("."))
     replaced: set[str] = set()
     originals: dict[str, tuple[str, ...]] = {}
     for name in names:
         if not name.startswith("hour-"):
             continue
         try:
-            meta = pq.read_schema(str(folder / name)).metadata or {}
+            meta = disk.schema(folder / name).metadata or {}
         except FileNotFoundError:
             continue
         info = json.loads(meta.get(COMPACTED_METADATA, b"{}"))
         replaced.update(info.get("replaces", ()))
         originals[name] = tuple(info.get("files", ()))
     return [StoredFile(folder / n, originals.get(n, ())) for n in names
-            if n not in replaced and (folder / n).exists()]
+            if n not in replaced and disk.exists(folder / n)]
 
 
-def _partition(start_ns: int, folders: dict[str, Path]) -> Partition:
-    return Partition(start_ns, folders, {t: _visible(f) for t, f in folders.items()})
+def _partition(start_ns: int, folders: dict[str, Path], disk: Disk = DISK) -> Partition:
+    return Partition(start_ns, folders, {t: _visible(f, disk) for t, f in folders.items()},
+                     disk)
 
 
 class Store:
-    """A flow store folder, for reading. Nothing is read until asked."""
+    """A flow store folder (a path, or an fsspec URL: s3://bucket/flows, file:///...), for
+    reading. Nothing is read until asked."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.disk, self.root = location(root)
         meta_path = self.root / STORE_FILE
         try:
-            self.meta = json.loads(meta_path.read_text())
+            self.meta = json.loads(self.disk.read_text(meta_path))
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.root}: not a flow store ({STORE_FILE} unreadable: "
                              f"{getattr(exc, 'strerror', None) or exc})") from None
@@ -285,13 +364,9 @@ class Store:
         found: set[int] = set()
         for table in TABLES:
             base = self.root / table
-            if not base.is_dir():
-                continue
-            for date_dir in base.iterdir():
-                if not date_dir.is_dir():
-                    continue
-                for hour_dir in date_dir.iterdir():
-                    start = _hour_of(date_dir.name, hour_dir.name)
+            for date_name in self.disk.names(base):
+                for hour_name in self.disk.names(base / date_name):
+                    start = _hour_of(date_name, hour_name)
                     if start is not None and window.overlaps(start, start + HOUR_NS - 1):
                         found.add(start)
         return sorted(found)
@@ -303,7 +378,7 @@ class Store:
 
     def partition(self, start_ns: int) -> Partition:
         folders = {t: self.root / partition_folder(t, start_ns) for t in TABLES}
-        return _partition(start_ns, folders)
+        return _partition(start_ns, folders, self.disk)
 
     def extent(self) -> tuple[int | None, int | None]:
         """Times of the oldest and the newest flow stored, from footers (the hours at either
