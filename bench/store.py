@@ -1,4 +1,5 @@
-"""The flow store's benchmark: `python bench/store.py [--flows N] [--rounds N]`.
+"""The flow store's benchmark: `python bench/store.py [--flows N] [--rounds N]
+[--only record|reports] [--stores FOLDER]`.
 
 (a) bytes per flow on disk: the mixed generated capture (flowlens.synth: the lab scenario
     repeated, every kind of flow) written as `record` writes it (decoded runs, files of at most
@@ -18,7 +19,8 @@
     says which decoder the client uses: a stale C extension measures the Python reference;
 (c) where record's time goes: microseconds per flow of each step: receiving (from (b): the
     client's CPU less decoding), then on the same serialized flows in this process: the C split
-    (bytes -> values), the Arrow columns, the table by hour, the Parquet file.
+    (bytes -> values), the Arrow columns, the table by hour, the Parquet file;
+(d)-(f) reports over stores of 1M, 3M and 10M flows: see bench/store_reports.py.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from common import (  # bench/ is on sys.path as a script
     reference_bin,
     timed,
 )
+from store_reports import STORES, report_figures
 
 from flowlens import frame
 from flowlens.filters import Filters
@@ -296,9 +299,21 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=300_000, help="flows for (a), (b), (c)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds, for (b)")
     parser.add_argument("--repeat", type=int, default=3, help="best of, for (c)")
+    parser.add_argument("--only", choices=("record", "reports"),
+                        help="only (a)-(c), or only (d)-(f)")
+    parser.add_argument("--stores", type=Path, default=STORES,
+                        help="where the stores of (d)-(f) are generated once and kept")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}")
+    if args.only != "reports":
+        record_figures(args)
+    if args.only != "record":
+        report_figures(args.stores)
+
+
+def record_figures(args: argparse.Namespace) -> None:
+    """(a)-(c)."""
     records = list(generate_flows(args.flows))
     live = _retimed(records, 50_000)
     with tempfile.TemporaryDirectory() as folder:
