@@ -426,3 +426,27 @@ def test_a_cluster_that_lost_its_workers_is_one_line(days: Path, tmp_path: Path)
     assert done.stderr.splitlines() == [
         f"flowlens: error: --scheduler {address}: the Dask cluster has no workers (none for 3 s: "
         "none started, or all lost)"], done.stderr
+
+
+def test_a_worker_lost_during_a_report_costs_time_not_flows(days: Path, tmp_path: Path) -> None:
+    """A worker killed (with its nanny) while it computes a partition: Dask computes it again
+    on the other, and the report is the same."""
+    from distributed import Client
+
+    with _cluster(tmp_path, 2) as (address, _):
+        report = subprocess.Popen([sys.executable, "-m", "flowlens", "report", str(days),
+                                   "--engine", "dask", "--scheduler", address, "--format",
+                                   "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        with Client(address, set_as_default=False) as client:
+            pids = client.run(os.getpid)
+            deadline = time.monotonic() + 120
+            busy: list[str] = []
+            while not busy and time.monotonic() < deadline:
+                busy = [w for w, keys in client.processing().items() if keys]
+                time.sleep(0.02)
+            assert busy and report.poll() is None, "the worker was to die during the report"
+            os.killpg(os.getpgid(pids[busy[0]]), signal.SIGKILL)  # its nanny's group
+        out, err = report.communicate(timeout=300)
+    assert report.returncode == 0, err
+    assert json.loads(out) == json.loads(_engine(days, Filters()))
