@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from common import cpu_seconds  # bench/ is on sys.path as a script
 
 from flowlens import frame
 from flowlens.sources.batch import FlowBatch
@@ -104,8 +105,8 @@ def _measure(how: str, store: str, flags: list[str]) -> None:
         report = engine.report_store(store, filters, runner=runner)
     report_json.render(report)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "cpu": _cpu_seconds(), "peak": _peak_rss(),
-                      "flows": report.flows}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu_seconds(os.getpid()),
+                      "peak": _peak_rss(os.getpid()), "flows": report.flows}))
 
 
 def _report(how: str, store: Path, *flags: str) -> dict[str, Any]:
@@ -158,28 +159,23 @@ def report_figures(folder: Path) -> None:
     print("(f) the 10M store on Dask, 2 local workers (processes, a thread each), vs local")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        idle = sum(client.run(_cpu_seconds).values())
+        pids = client.run(os.getpid).values()
+        idle = sum(cpu_seconds(pid) for pid in pids)
         dask = _report(cluster.scheduler_address, day)
-        workers_cpu = sum(client.run(_cpu_seconds).values()) - idle
-        workers = client.run(_peak_rss)
+        workers_cpu = sum(cpu_seconds(pid) for pid in pids) - idle
+        peaks = [_peak_rss(pid) for pid in pids]
         again = _report("local", day)
     _line("--engine dask, 2 workers (client)", dask)
     _line("local engine (baseline)", again)
     print(f"    dask / local: {dask['seconds'] / again['seconds']:.2f} of the time (on "
           f"{os.cpu_count()} CPUs shared with other work); the workers' CPU "
           f"{workers_cpu:.1f} s (local: {again['cpu']:.1f} s); peak RSS of each worker: "
-          f"{', '.join(f'{peak / 1e6:.0f} MB' for peak in workers.values())}")
+          f"{', '.join(f'{peak / 1e6:.0f} MB' for peak in peaks)}")
 
 
-def _cpu_seconds() -> float:
-    """This process's CPU seconds (user and system)."""
-    used = os.times()
-    return used.user + used.system
-
-
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes, as the kernel counts it."""
-    with open("/proc/self/status") as status:
+def _peak_rss(pid: int) -> int:
+    """A process's peak resident memory in bytes, as the kernel counts it."""
+    with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status
                     if line.startswith("VmHWM:"))
 
