@@ -588,3 +588,16 @@ def test_tail_follow_filters_lost_events_as_tail_on_files(lab: pd.DataFrame,
         for path in (store / "lost_events").rglob("*.parquet"):
             if "hour=09" in str(path):
                 path.unlink()
+
+
+def test_a_windowed_report_says_its_count_is_what_was_read(tmp_path: Path) -> None:
+    """Over a store, --since reads the window's hours and the minutes around it: the header
+    says the count is what was read, beside the range the whole store holds."""
+    store = tmp_path / "store"
+    import_sources(store, [LAB])
+    done = _run("report", str(store), "--since", "5m", "--format", "json")
+    read = json.loads(done.stdout)["input"]["flows"]
+    assert 0 < read < 3230
+    header = " ".join(_run("report", str(store), "--since", "5m").stdout.split())
+    assert (f"{read:,} flows read; it holds 2026-07-01 08:00:03.200 to 2026-07-01 08:29:45.881"
+            in header)

@@ -110,6 +110,11 @@ def input_text(report: Report) -> str:
     sources = ", ".join(given.sources) or "hubble-relay"
     if _from_relay(report):
         return f"{sources}: {given.flows:,} flows sent; it holds {held_text(report)}"
+    w = report.window
+    if w.requested_since is not None or w.requested_until is not None:
+        # A store or Parquet is read for the window only (and the minutes around it that
+        # pairing needs): the count is what was read, the range what the input holds.
+        return f"{sources}: {given.flows:,} flows read; it holds {held_text(report)}"
     return f"{sources}: {given.flows:,} flows, {held_text(report)}"
 
 
