@@ -12,7 +12,7 @@ from flowlens import frame as _frame
 from flowlens._lazy import lazy
 from flowlens.filters import Filters, to_request
 from flowlens.sources.proto import DecodedBatch
-from flowlens.sources.relay import Connection, FlowStream
+from flowlens.sources.relay import RUN_SIZE, Connection, FlowStream
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,6 +21,10 @@ else:  # `flowlens tail` from a relay prints without pandas
 
 __all__ = ["RelayWindow", "iter_relay", "read_relay", "read_window", "relay_stream"]
 
+# Flows decoded together when they all go into one frame: the frame builder's work is per
+# batch and per column (62 of them), and runs 4x a printing stream's halve it (measured on
+# 200,000 flows: 0.24 s -> 0.11 s; peak RSS +30 MB, one run's payloads and split).
+FRAME_RUN_SIZE = 20_000
 _CONNECTION_KEYS = frozenset({
     "tls", "tls_allow_insecure", "tls_ca_cert_files", "tls_client_cert_file",
     "tls_client_key_file", "tls_server_name", "timeout",
@@ -30,10 +34,10 @@ _CONNECTION_KEYS = frozenset({
 def relay_stream(conn: Connection, filters: Filters, *, keep_payloads: bool = False,
                  now: datetime | pd.Timestamp | None = None,
                  on_event: Callable[[str], None] | None = None,
-                 flush_interval: float = 0.2) -> FlowStream:
+                 flush_interval: float = 0.2, run_size: int = RUN_SIZE) -> FlowStream:
     """The GetFlows stream for these filters (not yet connected)."""
     return FlowStream(conn, to_request(filters, now=now), keep_payloads=keep_payloads,
-                      on_event=on_event, flush_interval=flush_interval)
+                      on_event=on_event, flush_interval=flush_interval, run_size=run_size)
 
 
 def _split(server: str | None, kwargs: dict[str, Any]) -> tuple[Connection, Filters]:
@@ -102,7 +106,7 @@ def read_window(conn: Connection, filters: Filters,
 
 def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | None,
           on_event: Callable[[str], None] | None = None) -> pd.DataFrame:
-    stream = relay_stream(conn, filters, now=now, on_event=on_event)
+    stream = relay_stream(conn, filters, now=now, on_event=on_event, run_size=FRAME_RUN_SIZE)
     return _frame.build_all(decoded.batch for decoded in stream)
 
 

@@ -58,6 +58,7 @@ DEFAULT_SERVER = "localhost:4245"
 SERVER_ENV = "HUBBLE_SERVER"
 UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
 PATIENCE = 30.0  # seconds a bounded read waits for a relay that went away to come back
+RUN_SIZE = 5_000  # flows decoded (and printed) together
 
 # Status codes (by name) after which a stream is reopened.
 RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED",
@@ -380,7 +381,7 @@ class FlowStream:
 
     def __init__(self, conn: Connection, request: observer_pb2.GetFlowsRequest, *,
                  keep_payloads: bool = False, retry: RetryPolicy | None = None,
-                 run_size: int = 5_000, flush_interval: float = 0.2,
+                 run_size: int = RUN_SIZE, flush_interval: float = 0.2,
                  on_event: Callable[[str], None] | None = None) -> None:
         self.conn = conn
         self.request = request
