@@ -25,6 +25,7 @@ from flowlens.analyses.labels import (
     peer_names,
     row_keys,
     rows,
+    shared,
     sort_largest,
 )
 from flowlens.analyses.traffic import over_time
@@ -43,14 +44,23 @@ def dropped(df: pd.DataFrame, columns: Sequence[str] = (),
     hubble's text prints no drop reason on policy-verdict lines: such an event takes the reason
     of the drop event of the same packet (same peers, ports and protocol, within SAME_PACKET);
     one without any stays DROP_REASON_UNKNOWN (`reasonless_policy_verdicts` counts them)."""
-    keep = is_(df, "verdict", "DROPPED")
-    codes = _reason_codes(df, keep)
-    if counted is not None:
-        codes = codes[counted[keep]]
+    if counted is None:
+        keep, reasons = _drop_reasons(df)
+    else:  # (the reasons' categories are those of the counted rows)
+        keep = is_(df, "verdict", "DROPPED")
+        codes = _reason_codes(df, keep)[counted[keep]]
         keep = keep & counted
+        reasons = _reason_labels(df["drop_reason"][keep], codes)
     out = rows(df, keep, list(columns))
-    out["reason"] = _reason_labels(df["drop_reason"][keep], codes)
+    out["reason"] = reasons
     return out
+
+
+@shared
+def _drop_reasons(df: pd.DataFrame) -> tuple[np.ndarray, pd.Categorical]:
+    """The DROPPED flows, and their `reason` labels."""
+    keep = is_(df, "verdict", "DROPPED")
+    return keep, _reason_labels(df["drop_reason"][keep], _reason_codes(df, keep))
 
 
 def reasonless_policy_verdicts(df: pd.DataFrame, counted: np.ndarray | None = None
@@ -139,6 +149,7 @@ def drop_reasons_over_time(df: pd.DataFrame, buckets: Buckets | None = None) -> 
     return over_time(flows["time"], flows["reason"], buckets or buckets_of(df))
 
 
+@shared
 def _policy_denied(df: pd.DataFrame, side: str) -> pd.DataFrame:
     return policy_denied(dropped(df, ["time", *peer_columns(side)]), side)
 

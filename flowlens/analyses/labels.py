@@ -7,8 +7,11 @@ a million flows have a few hundred distinct peers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -29,9 +32,53 @@ _PEER_PARTS = ("namespace", "pod", "identity", "ip")
 SIDE_NAMES = {"src": "source", "dst": "destination"}  # a peer's column in a panel
 
 
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+# What `shared` functions computed in the `sharing()` block running: (function, frame id,
+# arguments) -> (the frame, the result).
+_SHARED: ContextVar[dict[Any, tuple[pd.DataFrame, Any]] | None] = ContextVar("shared",
+                                                                             default=None)
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """Within, a `shared` function computes once per frame and arguments: a report's panels
+    ask the same masks of the same frame many times. The frames must not change meanwhile."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(fn: _Fn) -> _Fn:
+    """`fn(df, *args)` (hashable args), computed once per frame and args inside `sharing()`;
+    its result is shared, so callers never change it (arrays come read-only)."""
+    @functools.wraps(fn)
+    def once(df: pd.DataFrame, *args: Any) -> Any:
+        memo = _SHARED.get()
+        if memo is None:
+            return fn(df, *args)
+        key = (fn, id(df), args)
+        hit = memo.get(key)
+        if hit is None or hit[0] is not df:  # (the frame is held: its id is not reused)
+            result = fn(df, *args)
+            if isinstance(result, np.ndarray):
+                result.flags.writeable = False
+            hit = memo[key] = (df, result)
+        return hit[1]
+    return cast(_Fn, once)
+
+
+@shared
 def is_(df: pd.DataFrame, column: str, *values: Any) -> np.ndarray:
     """Rows whose `column` is one of `values` (NA is never one)."""
-    return np.array(df[column].isin(values).fillna(False), dtype=bool)
+    series = df[column]
+    if isinstance(series.dtype, pd.CategoricalDtype) and not any(pd.isna(v) for v in values):
+        # Per category, not per row (isin hashes the codes): a report asks this ~70 times.
+        hit = np.zeros(len(series.cat.categories) + 1, dtype=bool)  # the last: NA (code -1)
+        hit[:-1] = series.cat.categories.isin(values)
+        return hit[series.cat.codes.to_numpy()]
+    return np.array(series.isin(values).fillna(False), dtype=bool)
 
 
 def rows(df: pd.DataFrame, keep: np.ndarray | None, columns: Sequence[str]) -> pd.DataFrame:

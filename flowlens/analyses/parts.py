@@ -29,7 +29,7 @@ from flowlens.analyses import drops, l7, lost, traffic
 from flowlens.analyses.answer import AnswerPart, answer_of, answer_part, merge_answer_parts
 from flowlens.analyses.buckets import Buckets
 from flowlens.analyses.coverage import missing_counts, missing_table
-from flowlens.analyses.labels import SIDE_NAMES, add_up, count, peer_columns
+from flowlens.analyses.labels import SIDE_NAMES, add_up, count, peer_columns, sharing
 from flowlens.analyses.report import (
     PANELS,
     InputSummary,
@@ -202,6 +202,13 @@ def report_part(df: pd.DataFrame, selected: np.ndarray, counted: np.ndarray,
     from them whether a denied end passed again), `lost` the part's lost-event records inside
     the window; `part` its place among the parts (the policy check keeps the order its
     requests came in)."""
+    with sharing():
+        return _report_part(df, selected, counted, buckets, seen, lost, panels, policies, part)
+
+
+def _report_part(df: pd.DataFrame, selected: np.ndarray, counted: np.ndarray,
+                 buckets: Buckets, seen: np.ndarray | None, lost: list[dict[str, Any]] | None,
+                 panels: Sequence[PanelSpec], policies: bool, part: int) -> ReportPart:
     p = _Part(df, selected, counted, buckets)
     chosen = p.chosen
     times = chosen["time"].dropna()

@@ -20,6 +20,7 @@ from flowlens.analyses.answer import Answer, answer
 from flowlens.analyses.buckets import Buckets, window_buckets
 from flowlens.analyses.coverage import COLUMNS as COVERAGE
 from flowlens.analyses.coverage import missing_fields
+from flowlens.analyses.labels import sharing
 from flowlens.frame import set_lost_events, take
 from flowlens.policy import PolicyCheck, PolicySet
 from flowlens.policy import check as _check_policies
@@ -259,14 +260,15 @@ def build_report(df: pd.DataFrame, filters: _filters.Filters | None = None, *,
     first, last = _time_range(chosen)
     window = replace(window, first_flow=first, last_flow=last)
     buckets = window_buckets(window.since, window.until, bucket)
-    computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top, df, selected))
-                     for spec in panels)
-    checked = None if policies is None else _check_policies(chosen, policies, named_ports)
-    return Report(given, window, len(chosen), lost.total_lost_events(chosen),
-                  traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
-                  missing_fields(chosen),
-                  answer(df, selected, in_window(df, window.since, window.until))
-                  if panels else None)
+    with sharing():
+        computed = tuple(Panel(spec, _compute(spec, chosen, buckets, top, df, selected))
+                         for spec in panels)
+        checked = None if policies is None else _check_policies(chosen, policies, named_ports)
+        return Report(given, window, len(chosen), lost.total_lost_events(chosen),
+                      traffic.verdicts(chosen), buckets.size, top, computed, checked, title,
+                      missing_fields(chosen),
+                      answer(df, selected, in_window(df, window.since, window.until))
+                      if panels else None)
 
 
 def in_window(df: pd.DataFrame, start: pd.Timestamp | None,
