@@ -213,6 +213,45 @@ def test_syns_without_syn_ack_pair_each_connection_with_its_answer() -> None:
         ("ns/pod-a", "ns/pod-b", 80, 2, 3, T0 + pd.Timedelta("1s"), T0 + pd.Timedelta("5s"))]
 
 
+def _pairing_side(rng: np.random.Generator, n: int, categorical: bool) -> pd.DataFrame:
+    """Asks or answers for the pairing: ends (categorical, or objects with NA as `endpoint`
+    gives them), UInt16 ports with NA, times (NaT some) on a coarse grid, so that times
+    exactly `within` apart and equal keys are common."""
+    ends = rng.choice(np.array(["10.0.0.1", "10.0.0.2", "ns/pod", None], dtype=object), n)
+    ports = pd.array([None if p < 0 else int(p) for p in rng.choice([53, 80, 1000, -1], n)],
+                     dtype="UInt16")
+    times = pd.Series(T0 + pd.to_timedelta(rng.integers(0, 12, n) * 5, unit="s"))
+    times[rng.random(n) < 0.1] = pd.NaT
+    return pd.DataFrame({"end": pd.Categorical(ends) if categorical else ends, "port": ports,
+                         "time": times})
+
+
+@pytest.mark.parametrize("direction,within", [("nearest", "10s"), ("forward", "10s"),
+                                              ("nearest", "0s"), ("forward", "2min")])
+def test_pairing_finds_an_answer_exactly_when_one_is_in_range(direction: str,
+                                                              within: str) -> None:
+    """An ask is answered when an answer with equal keys (as plain values; NA equals
+    nothing) has a time within `within` either side ("nearest") or after it ("forward")."""
+    from flowlens.analyses.unanswered import _answered_in_time
+
+    rng = np.random.default_rng(7)
+    for case in range(20):
+        asks = _pairing_side(rng, 60, categorical=case % 2 == 0)
+        answers = _pairing_side(rng, 40, categorical=case % 3 == 0)
+        got = _answered_in_time(asks, answers, ["end", "port"], ["end", "port"],
+                                pd.Timedelta(within), direction)  # type: ignore[arg-type]
+        width = pd.Timedelta(within)
+        before = width if direction == "nearest" else pd.Timedelta(0)
+        given = [(a.end, a.port, a.time) for a in answers.itertuples()
+                 if not any(pd.isna(v) for v in (a.end, a.port, a.time))]
+        expected = [not any(pd.isna(v) for v in (ask.end, ask.port, ask.time)) and any(
+            (end, port) == (ask.end, ask.port) and ask.time - before <= t <= ask.time + width
+            for end, port, t in given) for ask in asks.itertuples()]
+        assert got.tolist() == expected, case
+        assert 0 < sum(expected) < len(expected)
+        assert got.index.equals(asks.index)
+
+
 def _icmp(src: str, dst: str, kind: str, t: float) -> dict[str, Any]:
     return {"time": t, "verdict": "FORWARDED", "protocol": "ICMPv4", "icmp_type": kind,
             "src_ip": src, "dst_ip": dst, "src_identity": 1, "dst_identity": 4}

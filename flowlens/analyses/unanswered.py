@@ -102,16 +102,89 @@ def _answered_in_time(asks: pd.DataFrame, answers: pd.DataFrame, keys: Sequence[
                       answer_keys: Sequence[str], within: pd.Timedelta,
                       direction: Direction) -> pd.Series:
     """Asks with an answer of their key no further than `within` (`direction`: "nearest"
-    either side, "forward" after)."""
-    left = _plain(asks, keys).assign(time=asks["time"].array, row=range(len(asks)))
-    right = _plain(answers, answer_keys).set_axis(list(keys), axis=1)
-    right = right.assign(time=answers["time"].array, answer=True)
-    matched = pd.merge_asof(left.dropna().sort_values("time"), right.dropna().sort_values("time"),
-                            on="time", by=list(keys), direction=direction, tolerance=within)
-    answered = pd.Series(False, index=asks.index)
-    hit = matched.loc[matched["answer"].notna().to_numpy(), "row"].to_numpy()
-    answered.iloc[hit] = True
-    return answered
+    either side, "forward" after): an answer whose time is in the ask's range. Asks and
+    answers without a time or with an NA key pair with nothing."""
+    ask_key, answer_key = joint_keys(asks, keys, answers, answer_keys)
+    ask_ns, untimed = _nanoseconds(asks["time"])
+    answer_ns, answer_untimed = _nanoseconds(answers["time"])
+    ask_key[untimed] = -1
+    answer_key[answer_untimed] = -1
+    reach = within.as_unit("ns").value
+    low = ask_ns - (reach if direction == "nearest" else 0)
+    high = ask_ns + reach
+    # Times as dense ranks, so that a key and a time sort as one int64: key * span + rank.
+    times, ranks = np.unique(np.concatenate([answer_ns, low, high]), return_inverse=True)
+    span, n, m = len(times), len(answer_ns), len(ask_ns)
+    ranks = ranks.reshape(-1)
+    usable = answer_key >= 0
+    placed = np.sort(answer_key[usable] * span + ranks[:n][usable])
+    start = np.searchsorted(placed, ask_key * span + ranks[n:n + m], side="left")
+    stop = np.searchsorted(placed, ask_key * span + ranks[n + m:], side="right")
+    return pd.Series((ask_key >= 0) & (stop > start), index=asks.index)
+
+
+def _nanoseconds(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Times as int64 nanoseconds (0 where missing), and where they are missing."""
+    missing = times.isna().to_numpy()
+    return np.where(missing, 0, times.array.as_unit("ns").asi8), missing
+
+
+def joint_keys(left: pd.DataFrame, left_columns: Sequence[str], right: pd.DataFrame,
+               right_columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 per row of `left` and of `right`, equal where the rows' values (as plain
+    objects) in `left_columns` and in `right_columns`, pairwise, are equal; -1 where one of
+    them is NA."""
+    left_key = np.zeros(len(left), dtype=np.int64)
+    right_key = np.zeros(len(right), dtype=np.int64)
+    left_na, right_na = np.zeros(len(left), dtype=bool), np.zeros(len(right), dtype=bool)
+    bound = 1
+    for a, b in zip(left_columns, right_columns, strict=True):
+        codes_a, codes_b, size = _joint_codes(left[a], right[b])
+        left_na |= codes_a < 0
+        right_na |= codes_b < 0
+        if bound * size >= 1 << 62:  # compact both keys before they could overflow
+            both = np.unique(np.concatenate([left_key, right_key]), return_inverse=True)[1]
+            left_key, right_key = both[:len(left)], both[len(left):]
+            bound = int(both.max()) + 1 if len(both) else 1
+        left_key = left_key * size + np.maximum(codes_a, 0)
+        right_key = right_key * size + np.maximum(codes_b, 0)
+        bound *= size
+    left_key[left_na] = -1
+    right_key[right_na] = -1
+    return left_key, right_key
+
+
+def _joint_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Codes of `a` and of `b` into their values together (compared as plain objects), -1 for
+    NA, and how many values there are."""
+    if all(_small_integers(c) for c in (a, b)):  # ports: the numbers are codes already
+        missing_a, missing_b = a.isna().to_numpy(), b.isna().to_numpy()
+        numbers_a = a.to_numpy(dtype=np.int64, na_value=0)
+        numbers_b = b.to_numpy(dtype=np.int64, na_value=0)
+        given = np.concatenate([numbers_a[~missing_a], numbers_b[~missing_b]])
+        low, high = (int(given.min()), int(given.max())) if len(given) else (0, 0)
+        return (np.where(missing_a, -1, numbers_a - low), np.where(missing_b, -1, numbers_b - low),
+                high - low + 1)
+    codes_a, values_a = _codes(a)
+    codes_b, values_b = _codes(b)
+    values = values_a.append(values_b).unique()
+    at_a = np.append(values.get_indexer(values_a), -1)  # code -1 looks up -1
+    at_b = np.append(values.get_indexer(values_b), -1)
+    return at_a[codes_a], at_b[codes_b], len(values)
+
+
+def _small_integers(column: pd.Series) -> bool:
+    """Integers that fit int64 with room: UInt16 ports, not UInt64."""
+    return column.dtype.kind in "iu" and getattr(column.dtype, "itemsize", 8) <= 4
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """A column as codes (-1 for NA) into its distinct values, as plain objects."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy().astype(np.int64)
+        return codes, pd.Index(np.asarray(column.cat.categories, dtype=object), dtype=object)
+    codes, uniques = pd.factorize(column)
+    return codes.astype(np.int64), pd.Index(np.asarray(uniques, dtype=object), dtype=object)
 
 
 def _plain(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
