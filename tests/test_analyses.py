@@ -522,3 +522,29 @@ def test_top_denied_sources_over_time(lab: pd.DataFrame) -> None:
     assert int(got[top["source"].iloc[0]].sum()) == int(top["flows"].iloc[0])
     first_bucket = got.loc[got.iloc[:, 1] > 0, "time"].iloc[0]
     assert first_bucket == top["first"].iloc[0].floor("1min")
+
+
+def test_a_report_computes_a_shared_mask_once_per_frame() -> None:
+    """Inside `sharing()` (as a report runs its panels) a `shared` function computes once per
+    frame and arguments, and hands out read-only arrays; outside, every call computes."""
+    from flowlens.analyses.labels import shared, sharing
+
+    calls: list[tuple[int, str]] = []
+
+    @shared
+    def mask(df: pd.DataFrame, column: str) -> np.ndarray:
+        calls.append((id(df), column))
+        return df[column].to_numpy() > 0
+
+    one, other = pd.DataFrame({"a": [1, 0], "b": [0, 1]}), pd.DataFrame({"a": [0, 0]})
+    mask(one, "a"), mask(one, "a")
+    assert len(calls) == 2
+    calls.clear()
+    with sharing():
+        first = mask(one, "a")
+        assert mask(one, "a") is first and mask(one, "b").tolist() == [False, True]
+        assert mask(other, "a").tolist() == [False, False]
+        with pytest.raises(ValueError):
+            first[0] = False
+    assert len(calls) == 3
+    assert mask(one, "a").flags.writeable

@@ -162,8 +162,10 @@ def policy_denied(flows: pd.DataFrame, side: str) -> pd.DataFrame:
     return pd.DataFrame({SIDE_NAMES[side]: peer_names(flows, side), "time": flows["time"].array})
 
 
+@shared
 def _top_denied(df: pd.DataFrame, side: str, top: int) -> pd.DataFrame:
-    return _tops(_policy_denied(df, side), SIDE_NAMES[side], top)
+    peer = SIDE_NAMES[side]
+    return top_denied(denied_tally(_policy_denied(df, side), peer), peer, top)
 
 
 def denied_tally(flows: pd.DataFrame, peer: str) -> pd.DataFrame:
@@ -184,30 +186,26 @@ def top_denied(tally: pd.DataFrame, peer: str, top: int) -> pd.DataFrame:
     return sort_largest(tally.astype({peer: object}), "flows", [peer]).head(top)
 
 
-def _tops(flows: pd.DataFrame, peer: str, top: int) -> pd.DataFrame:
-    return top_denied(denied_tally(flows, peer), peer, top)
-
-
 def top_denied_sources(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """Network Policy > **Top 10 Source Pods with Denied Packets**:
     `topk(10, sum(rate(hubble_drop_total{reason="POLICY_DENIED"}[1m])) by (source))` — DROPPED
     flows with reason POLICY_DENIED by source `namespace/pod` (peers without a pod by reserved
     identity name, else IP), with the first and last of them. Columns: source, flows, first,
     last."""
-    return _top_denied(df, "src", top)
+    return _top_denied(df, "src", top).copy()  # (the over-time panel shares it)
 
 
 def top_denied_destinations(df: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     """Network Policy > **Top 10 Destination Pods with Denied Packets**: the same by
     destination. Columns: destination, flows, first, last."""
-    return _top_denied(df, "dst", top)
+    return _top_denied(df, "dst", top).copy()
 
 
 def _denied_over_time(df: pd.DataFrame, side: str, buckets: Buckets | None,
                       top: int) -> pd.DataFrame:
     peer = SIDE_NAMES[side]
     flows = _policy_denied(df, side)
-    tops = _tops(flows, peer, top)[peer].tolist()
+    tops = _top_denied(df, side, top)[peer].tolist()
     names = flows[peer].cat.set_categories(tops)  # the others are NA: not drawn
     return over_time(flows["time"], pd.Series(names), buckets or buckets_of(df))
 

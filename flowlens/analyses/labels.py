@@ -8,6 +8,7 @@ a million flows have a few hundred distinct peers.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,9 +35,9 @@ SIDE_NAMES = {"src": "source", "dst": "destination"}  # a peer's column in a pan
 
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 # What `shared` functions computed in the `sharing()` block running: (function, frame id,
-# arguments) -> (the frame, the result).
-_SHARED: ContextVar[dict[Any, tuple[pd.DataFrame, Any]] | None] = ContextVar("shared",
-                                                                             default=None)
+# arguments) -> (a weak reference to the frame, the result).
+_SHARED: ContextVar[dict[Any, tuple[weakref.ref[pd.DataFrame], Any]] | None] = ContextVar(
+    "shared", default=None)
 
 
 @contextmanager
@@ -60,11 +61,11 @@ def shared(fn: _Fn) -> _Fn:
             return fn(df, *args)
         key = (fn, id(df), args)
         hit = memo.get(key)
-        if hit is None or hit[0] is not df:  # (the frame is held: its id is not reused)
+        if hit is None or hit[0]() is not df:  # (another frame may have the id of a gone one)
             result = fn(df, *args)
             if isinstance(result, np.ndarray):
                 result.flags.writeable = False
-            hit = memo[key] = (df, result)
+            hit = memo[key] = (weakref.ref(df), result)
         return hit[1]
     return cast(_Fn, once)
 
