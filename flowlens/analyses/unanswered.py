@@ -104,7 +104,7 @@ def _answered_in_time(asks: pd.DataFrame, answers: pd.DataFrame, keys: Sequence[
     """Asks with an answer of their key no further than `within` (`direction`: "nearest"
     either side, "forward" after): an answer whose time is in the ask's range. Asks and
     answers without a time or with an NA key pair with nothing."""
-    ask_key, answer_key = joint_keys(asks, keys, answers, answer_keys)
+    ask_key, answer_key = _joint_keys(asks, keys, answers, answer_keys)
     ask_ns, untimed = _nanoseconds(asks["time"])
     answer_ns, answer_untimed = _nanoseconds(answers["time"])
     ask_key[untimed] = -1
@@ -129,7 +129,7 @@ def _nanoseconds(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(missing, 0, times.array.as_unit("ns").asi8), missing
 
 
-def joint_keys(left: pd.DataFrame, left_columns: Sequence[str], right: pd.DataFrame,
+def _joint_keys(left: pd.DataFrame, left_columns: Sequence[str], right: pd.DataFrame,
                right_columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """One int64 per row of `left` and of `right`, equal where the rows' values (as plain
     objects) in `left_columns` and in `right_columns`, pairwise, are equal; -1 where one of
