@@ -481,6 +481,18 @@ _JSON_EDITS = st.sampled_from([
 ])
 
 
+def _edited(draw: Any, data: bytes, edits: Any) -> bytes:
+    """`data` with up to three of `edits` applied where drawn, and now and then some noise."""
+    for old, new in draw(st.lists(edits, max_size=3)):
+        at = data.find(old, draw(st.integers(0, max(len(data) - 1, 0))))
+        if at >= 0:
+            data = data[:at] + new + data[at + len(old):]
+    if draw(st.integers(0, 4)) == 0:
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.binary(max_size=6)) + data[at:]
+    return data
+
+
 @st.composite
 def jsonpb_lines(draw: Any) -> bytes:
     lines = []
@@ -490,14 +502,7 @@ def jsonpb_lines(draw: Any) -> bytes:
         except (ValueError, OSError, OverflowError):
             continue
     data = b"".join(lines)
-    for old, new in draw(st.lists(_JSON_EDITS, max_size=3)):
-        at = data.find(old, draw(st.integers(0, max(len(data) - 1, 0))))
-        if at >= 0:
-            data = data[:at] + new + data[at + len(old):]
-    if draw(st.integers(0, 4)) == 0:  # and some noise
-        at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.binary(max_size=6)) + data[at:]
-    return data
+    return _edited(draw, data, _JSON_EDITS)
 
 
 @SETTINGS
@@ -625,14 +630,7 @@ def compact_text(draw: Any) -> bytes:
     except Exception:  # (flows the reference itself refuses have no text)
         df = frame_of(decode(lab_payloads()[:8], 8, fast=False))
     data = "".join(text.compact(df)).encode()
-    for old, new in draw(st.lists(_TEXT_EDITS, max_size=3)):
-        at = data.find(old, draw(st.integers(0, max(len(data) - 1, 0))))
-        if at >= 0:
-            data = data[:at] + new + data[at + len(old):]
-    if draw(st.integers(0, 4)) == 0:
-        at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.binary(max_size=6)) + data[at:]
-    return data
+    return _edited(draw, data, _TEXT_EDITS)
 
 
 @SETTINGS
