@@ -346,31 +346,52 @@ static int int_or_null(J *j, int64_t low, int64_t high, int64_t *out, int *has) 
     return 0;
 }
 
+/* One element of an array, appended to `b` (`index`: its place in the array); -1 when it is
+   not one the array may hold. */
+typedef int (*Element)(Run *run, J *j, int depth, Buf *b, int index, const void *ctx);
+
+/* The elements of the array at `j` (its `[` next), each read and appended by `element`;
+   `count` of them. -1 for anything but a well-formed array. */
+static int each_element(Run *run, J *j, int depth, Element element, const void *ctx, Buf *b,
+                        int *count) {
+    *count = 0;
+    if (peek_kind(j) != V_ARRAY || depth >= MAX_DEPTH) return -1;
+    j->p++;
+    ws(j);
+    if (j->p < j->end && *j->p == ']') {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        ws(j);
+        if (element(run, j, depth, b, *count, ctx) < 0) return -1;
+        ++*count;
+        ws(j);
+        if (j->p >= j->end) return -1;
+        if (*j->p == ']') {
+            j->p++;
+            return 0;
+        }
+        if (*j->p++ != ',') return -1;
+    }
+}
+
+static int string_element(Run *run, J *j, int depth, Buf *b, int index, const void *sep) {
+    Str s;
+    if (peek_kind(j) != V_STRING || string_or_null(run, j, &s) < 0) return -1;
+    if (index) buf_puts(b, (const char *)sep);
+    buf_put(b, s.p, s.n);
+    return 0;
+}
+
 /* Strings of an array (or null) joined with `sep` into the arena; elements must be strings. */
 static int joined_strings(Run *run, J *j, int depth, const char *sep, Str *out) {
     out->p = NULL;
     out->n = 0;
-    int kind = peek_kind(j);
-    if (kind == V_NULL) return literal(j, "null");
-    if (kind != V_ARRAY || depth >= MAX_DEPTH) return -1;
-    j->p++;
+    if (peek_kind(j) == V_NULL) return literal(j, "null");
     Buf b = {0};
-    int count = 0, r = 0;
-    ws(j);
-    if (j->p < j->end && *j->p == ']') j->p++;
-    else {
-        for (;;) {
-            Str s;
-            ws(j);
-            if (peek_kind(j) != V_STRING || string_or_null(run, j, &s) < 0) { r = -1; break; }
-            if (count++) buf_puts(&b, sep);
-            buf_put(&b, s.p, s.n);
-            ws(j);
-            if (j->p >= j->end) { r = -1; break; }
-            if (*j->p == ']') { j->p++; break; }
-            if (*j->p++ != ',') { r = -1; break; }
-        }
-    }
+    int count;
+    int r = each_element(run, j, depth, string_element, sep, &b, &count);
     if (r == 0 && count) {
         *out = arena_str(&run->arena, b.data ? b.data : "", b.len);
         if (!out->p || b.failed) r = -1;
@@ -485,46 +506,38 @@ static int latency(Run *run, J *j, uint64_t *out, int *has) {
     return 0;
 }
 
+/* A header {"key": …, "value": …} as `key: value`, one per line. */
+static int header_element(Run *run, J *j, int depth, Buf *b, int index, const void *ctx) {
+    Obj o;
+    Str key, k = {NULL, 0}, v = {NULL, 0};
+    Seen seen = {0};
+    int m;
+    if (peek_kind(j) != V_OBJECT || obj_open(&o, j, depth + 1) < 0) return -1;
+    while ((m = obj_next(&o, &key)) == 1) {
+        if (str_eq(key, "key")) {
+            if (once(&seen, 0) < 0 || string_or_null(run, j, &k) < 0) return -1;
+        } else if (str_eq(key, "value")) {
+            if (once(&seen, 1) < 0 || string_or_null(run, j, &v) < 0) return -1;
+        } else {
+            int kind;
+            if (skip_value(j, depth + 2, &kind) < 0) return -1;
+        }
+    }
+    if (m < 0) return -1;
+    if (index) buf_putc(b, '\n');
+    if (k.p) buf_put(b, k.p, k.n);
+    buf_put(b, ": ", 2);
+    if (v.p) buf_put(b, v.p, v.n);
+    return 0;
+}
+
 static int http_headers(Run *run, J *j, int depth, Str *out) {
     out->p = NULL;
     out->n = 0;
-    int kind = peek_kind(j);
-    if (kind == V_NULL) return literal(j, "null");
-    if (kind != V_ARRAY || depth >= MAX_DEPTH) return -1;
-    j->p++;
+    if (peek_kind(j) == V_NULL) return literal(j, "null");
     Buf b = {0};
-    int count = 0, r = 0;
-    ws(j);
-    if (j->p < j->end && *j->p == ']') j->p++;
-    else {
-        for (;;) {
-            Obj o;
-            Str key, k = {NULL, 0}, v = {NULL, 0};
-            Seen seen = {0};
-            ws(j);
-            if (peek_kind(j) != V_OBJECT || obj_open(&o, j, depth + 1) < 0) { r = -1; break; }
-            int m;
-            while ((m = obj_next(&o, &key)) == 1) {
-                if (str_eq(key, "key")) {
-                    if (once(&seen, 0) < 0 || string_or_null(run, j, &k) < 0) { m = -1; break; }
-                } else if (str_eq(key, "value")) {
-                    if (once(&seen, 1) < 0 || string_or_null(run, j, &v) < 0) { m = -1; break; }
-                } else {
-                    int kind2;
-                    if (skip_value(j, depth + 2, &kind2) < 0) { m = -1; break; }
-                }
-            }
-            if (m < 0) { r = -1; break; }
-            if (count++) buf_putc(&b, '\n');
-            if (k.p) buf_put(&b, k.p, k.n);
-            buf_put(&b, ": ", 2);
-            if (v.p) buf_put(&b, v.p, v.n);
-            ws(j);
-            if (j->p >= j->end) { r = -1; break; }
-            if (*j->p == ']') { j->p++; break; }
-            if (*j->p++ != ',') { r = -1; break; }
-        }
-    }
+    int count;
+    int r = each_element(run, j, depth, header_element, NULL, &b, &count);
     if (r == 0 && count && b.len) {
         *out = arena_str(&run->arena, b.data, b.len);
         if (!out->p || b.failed) r = -1;
