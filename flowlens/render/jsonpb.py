@@ -82,6 +82,13 @@ class _Raw:
 # ---------------------------------------------------------------- scalar conversions
 
 
+def _enum_number(v: str) -> int | str:
+    """An enum number written as text (as readers name a number their enum does not know;
+    protojson reads it so), else the text."""
+    digits = v[1:] if v.startswith("-") else v
+    return int(v) if digits.isascii() and digits.isdigit() else v
+
+
 def _to_int(v: Any) -> int:
     # protojson accepts integers as numbers or strings, including "1e3"-style integral values.
     if type(v) is int:
@@ -328,6 +335,9 @@ _T_ENUM = """
     v = g(KEY)
     if v is not None:
         n = CONST.get(v, SKIP)
+        if n is SKIP and type(v) is str:
+            v = enum_number(v)
+            n = CONST.get(v, SKIP)
         if n is SKIP:
             if type(v) is int:
                 r[KEY] = v
@@ -375,6 +385,7 @@ class _Compiler:
         self.namespace: dict[str, Any] = {
             "SKIP": _SKIP,
             "to_int": _to_int,
+            "enum_number": _enum_number,
             "ts": _timestamp,
             "ts_cache": _TS_CACHE.get,
         }

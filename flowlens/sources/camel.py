@@ -1,13 +1,14 @@
 """Accept lowerCamelCase jsonpb keys (protojson's default names) by mapping them to proto names,
 message by message (one global table would be wrong: `ipVersion` is a proto name in `IP` and
-the JSON name of FlowFilter's `ip_version`)."""
+the JSON name of FlowFilter's `ip_version`); and enum numbers, which protojson takes for names
+as hubble does, as names."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any, cast
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 
 @cache
@@ -26,9 +27,18 @@ def _fields(msg: Descriptor) -> dict[str, FieldDescriptor]:
     return out
 
 
+def _enum_name(enum: EnumDescriptor, item: Any) -> Any:
+    """An enum given by number as its name; an unknown number as its digits (as the protobuf
+    decoder names it in the frame)."""
+    if not isinstance(item, int) or isinstance(item, bool):
+        return item
+    value = enum.values_by_number.get(item)
+    return value.name if value is not None else str(item)
+
+
 def to_proto_names(value: Any, msg: Descriptor | None = None) -> Any:
-    """A copy of a decoded GetFlowsResponse (or, with `msg`, any message) with proto names.
-    Unknown keys are kept as they are."""
+    """A copy of a decoded GetFlowsResponse (or, with `msg`, any message) with proto names
+    and enum names. Unknown keys are kept as they are."""
     msg = msg or _response()
     if not isinstance(value, dict):
         return value
@@ -38,6 +48,11 @@ def to_proto_names(value: Any, msg: Descriptor | None = None) -> Any:
         fd = fields.get(key)
         if fd is None:
             out[key] = item
+            continue
+        if fd.enum_type is not None:
+            enum = fd.enum_type
+            out[fd.name] = [_enum_name(enum, v) for v in item] if isinstance(item, list) \
+                else _enum_name(enum, item)
             continue
         sub = fd.message_type
         if sub is None or sub.full_name.startswith("google.protobuf."):
