@@ -11,7 +11,8 @@ grpc-go as hubble-relay is) when it is there, else with `flowlens relay` (and sa
 3. `flowlens tail -f --all` over --follow-flows (default 600,000) flows: RSS sampled while
    following (target: flat, <= 150 MB);
 4. startup: `flowlens --help`, `--version` and `tail --input-file samples/lab.jsonpb --last 5`
-   beside `python -c pass`, importing what a frame needs, and hubble reading the same file.
+   (without and with a flow filter) beside `python -c pass`, importing what a frame needs, and
+   hubble reading the same file.
 
 The machine is shared: every timed round also says how many CPUs other processes kept busy
 (their CPU time over the round, from /proc), and the figures that matter are the ratios of the
@@ -251,13 +252,16 @@ def _chunks(path: Path) -> list[bytes]:
 def startup(args: argparse.Namespace) -> None:
     lab = ROOT / "samples" / "lab.jsonpb"
     cases = [("python -c pass", [sys.executable, "-c", "pass"], None),
-             # What a frame needs loaded, the floor of `tail` of a file (its frame is pandas).
+             # What a frame needs loaded: the floor of `tail` of a file with a flow filter.
              ("import pandas, pyarrow", [sys.executable, "-c", "import pandas, pyarrow.compute, "
                                          "pyarrow.json"], None),
              ("flowlens --help", [*FLOWLENS, "--help"], 0.150),
              ("flowlens --version", [*FLOWLENS, "--version"], 0.150),
              ("tail --input-file lab --last 5",
-              [*FLOWLENS, "tail", "--input-file", str(lab), "--last", "5"], 0.4)]
+              [*FLOWLENS, "tail", "--input-file", str(lab), "--last", "5"], 0.4),
+             ("... --verdict DROPPED (a frame)",
+              [*FLOWLENS, "tail", "--input-file", str(lab), "--last", "5", "--verdict",
+               "DROPPED"], None)]
     hubble = reference_bin("hubble")
     if hubble is not None:  # the same in Go, for scale
         cases.append(("hubble observe --input-file lab", [hubble, "observe", "--input-file",

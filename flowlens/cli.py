@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -21,9 +22,17 @@ from flowlens.cli_live import counted
 from flowlens.errors import FlowlensError, RelayError, UsageError
 from flowlens.frame import build_all, take
 from flowlens.load import ReadOptions, iter_batches, load
-from flowlens.render.sink import replaced, to_stdout
+from flowlens.render.sink import STDOUT, replaced, to_stdout, written
 from flowlens.sources.batch import FlowBatch, ReadReport
-from flowlens.sources.files import DEFAULT_MAX_LINE, FORMATS, expand, parse_size
+from flowlens.sources.files import (
+    DEFAULT_MAX_LINE,
+    FORMATS,
+    detect_format,
+    expand,
+    normalize_format,
+    open_source,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
     from flowlens.render import outputs as _outputs
     from flowlens.render import report_formats as _report_formats
     from flowlens.render import report_json as _report_json
+    from flowlens.sources import jsonpb_runs as _jsonpb_runs
+    from flowlens.sources import native as _native
     from flowlens.sources.relay import Connection
 else:  # each command loads what it uses: `flowlens --help` loads none of them
     _analyses, _relay, _policy = lazy("flowlens.analyses"), lazy("flowlens.live"), \
@@ -42,6 +53,7 @@ else:  # each command loads what it uses: `flowlens --help` loads none of them
     _hubble_text, _outputs = lazy("flowlens.render.hubble"), lazy("flowlens.render.outputs")
     _report_formats = lazy("flowlens.render.report_formats")
     _report_json = lazy("flowlens.render.report_json")
+    _native, _jsonpb_runs = lazy("flowlens.sources.native"), lazy("flowlens.sources.jsonpb_runs")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,6 +244,15 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     # CEL expressions see the whole flows of jsonpb sources, as hubble does.
     options = _read_options(input_format, year, strict,
                             keep_raw=fmt == "jsonpb" or filters.has_cel)
+    if not colored and len(input_files) == 1:
+        text = _tail_without_frame(input_files[0], filters, options, fmt=fmt,
+                                   time_format=time_format, node_name=print_node_name,
+                                   policy_names=print_policy_names, numeric=numeric)
+        if text is not None:
+            with written(STDOUT):
+                sys.stdout.buffer.write(text)
+                sys.stdout.flush()
+            return
     render = functools.partial(_render, fmt=fmt, time_format=time_format,
                                node_name=print_node_name, policy_names=print_policy_names,
                                numeric=numeric, color=colored)
@@ -253,6 +274,42 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
             raw = [raw[i] for i in shown.rows] if fmt == "jsonpb" else None
         to_stdout(render(chosen, raw))
     _report_bad_lines(options.report)
+
+
+def _tail_without_frame(source: str, filters: _filters.Filters, options: ReadOptions, *,
+                        fmt: str, time_format: str, node_name: bool, policy_names: bool,
+                        numeric: bool) -> bytes | None:
+    """What tail prints of one jsonpb file when no flow filter or time window asks for a
+    frame: rendered in C from the file's runs, without loading pandas or Arrow
+    (flowlens.sources.jsonpb_runs). None when the frame path must print it."""
+    module = _native.native()
+    if (module is None or fmt == "jsonpb" or filters.whitelist or filters.blacklist
+            or filters.since is not None or filters.until is not None or filters.follow
+            or (filters.last or 0) > _filters.MAX_LAST or not os.path.isfile(source)
+            or normalize_format(options.input_format) not in (None, "jsonpb")):
+        return None
+    opened = open_source(source)
+    with contextlib.closing(opened.stream):
+        if detect_format(opened) != "jsonpb":
+            return None
+        runs = _jsonpb_runs.tail_runs(opened, first=filters.first, last=filters.last,
+                                      max_line=options.max_line)
+    if runs is None:
+        return None
+    table = module.Table(node_name=node_name) if fmt == "table" else None
+    texts = []
+    records = 0
+    for run in runs:
+        text = run.render(fmt, time_format=time_format, node_name=node_name,
+                          policy_names=policy_names, numeric=numeric, separator=records > 0,
+                          table=table)
+        if text is None:
+            return None
+        texts.append(text)
+        records += run.rows + len(run.lost_events)
+    if table is not None:
+        texts.append(table.finish())
+    return b"".join(texts)
 
 
 def _streams(sources: tuple[str, ...], fmt: str, filters: _filters.Filters) -> bool:

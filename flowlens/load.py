@@ -21,7 +21,7 @@ from flowlens.sources.files import (
     normalize_format,
     open_source,
 )
-from flowlens.sources.timerange import TimeRange
+from flowlens.sources.timerange import TimeRange, check_year
 
 Source = str | os.PathLike[str]
 DEFAULT_BATCH = 50_000
@@ -50,8 +50,6 @@ class ReadOptions:
     max_line: int = DEFAULT_MAX_LINE
 
     def __post_init__(self) -> None:
-        from flowlens.sources.text import check_year
-
         self.input_format = normalize_format(self.input_format)
         check_year(self.year)  # also for jsonpb, which has no use for it
         self.report.strict = self.strict

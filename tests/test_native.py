@@ -512,6 +512,100 @@ def test_generated_and_hostile_jsonpb_reads_as_the_reference(data: bytes) -> Non
         assert_same_read(data, Path(tmp))
 
 
+# --- tail of a jsonpb file: printed from C runs, against the frame path ----------------------
+
+
+def _tail(path: Path, args: list[str], *, from_runs: bool,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes, str, bool]:
+    """`flowlens tail --input-file path args` in this process: exit code, stdout, stderr, and
+    whether it printed from C runs (without a frame)."""
+    from click.testing import CliRunner
+
+    from flowlens import cli
+
+    taken = []
+    without_frame = cli._tail_without_frame
+
+    def spy(*a: Any, **k: Any) -> bytes | None:
+        text = without_frame(*a, **k) if from_runs else None
+        taken.append(text is not None)
+        return text
+
+    with monkeypatch.context() as m:
+        m.setattr(cli, "_tail_without_frame", spy)
+        done = CliRunner().invoke(cli.main, ["tail", "--input-file", str(path), *args])
+    return done.exit_code, done.stdout_bytes, done.stderr, any(taken)
+
+
+def assert_tail_as_the_frame_path(path: Path, args: list[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> bool:
+    """The same exit code and output both ways; whether the C runs printed it."""
+    *got, taken = _tail(path, args, from_runs=True, monkeypatch=monkeypatch)
+    *want, _ = _tail(path, args, from_runs=False, monkeypatch=monkeypatch)
+    assert got == want, args
+    return taken
+
+
+TAIL_ARGS = [["--last", "5"], [], ["--first", "7", "-o", "dict"], ["--last", "40", "-o", "table"],
+             ["--last", "0"], ["--first", "1", "--print-node-name", "--numeric"],
+             ["--last", "30", "--print-policy-names", "--time-format", "RFC3339Nano", "-o", "dict"]]
+
+
+@pytest.mark.parametrize("path", JSONPB_FILES, ids=lambda p: p.name)
+def test_tail_of_jsonpb_files_prints_what_the_frame_path_prints(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = [assert_tail_as_the_frame_path(path, args, monkeypatch) for args in TAIL_ARGS]
+    if path.name != "coverage.jsonl":  # (node status records: a frame reads those)
+        assert all(taken), "a clean capture was left to the frame path"
+
+
+@pytest.fixture(scope="module")
+def long_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Over 8,192 lines (two blocks), with lost events here and there, one the very first."""
+    lines = (ROOT / "samples" / "lab.jsonpb").read_bytes().splitlines(keepends=True) * 3
+    lost = (RENDERINGS / "coverage.hubble-jsonpb.jsonl").read_bytes().splitlines(keepends=True)
+    lost = [line for line in lost if line.startswith(b'{"lost_events"')]
+    assert lost
+    for at in (0, 1, 2_999, 8_191, 8_192, 9_000, len(lines)):
+        lines.insert(at, lost[at % len(lost)])
+    path = tmp_path_factory.mktemp("long") / "long.jsonpb"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["--last", "9000"], ["--last", "1"], ["--last", "1700"], ["--first", "8193"],
+    ["--first", "1"], ["--first", "3000", "-o", "dict"], ["--last", "8200", "-o", "table"],
+    ["--last", "20000"], [],
+])
+def test_tail_cuts_runs_at_any_record(long_capture: Path, args: list[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert assert_tail_as_the_frame_path(long_capture, args, monkeypatch)
+
+
+def test_tail_of_many_records_goes_through_a_frame(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MOST records (held until printed), the frame path prints them part by part."""
+    from flowlens.sources.jsonpb_runs import MOST
+
+    lines = (ROOT / "samples" / "lab.jsonpb").read_bytes().splitlines(keepends=True)
+    path = tmp_path / "many.jsonpb"
+    path.write_bytes(b"".join(lines * (MOST // len(lines) + 1)))
+    assert not assert_tail_as_the_frame_path(path, [], monkeypatch)
+    assert not assert_tail_as_the_frame_path(path, ["--last", str(MOST + 1)], monkeypatch)
+    assert assert_tail_as_the_frame_path(path, ["--last", str(MOST)], monkeypatch)
+
+
+@SETTINGS
+@given(jsonpb_lines(), st.sampled_from(TAIL_ARGS))
+def test_tail_of_generated_and_hostile_jsonpb_is_the_frame_paths(data: bytes,
+                                                                 args: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as monkeypatch:
+        path = Path(tmp) / "flows.jsonpb"
+        path.write_bytes(data)
+        assert_tail_as_the_frame_path(path, args, monkeypatch)
+
+
 # --- the command: the fast path against FLOWLENS_NATIVE=0, from a relay ------------------------
 
 

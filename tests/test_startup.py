@@ -1,5 +1,6 @@
 """Commands load only what they use: `--help` answers without pandas, pyarrow, numpy, grpc,
-protobuf or plotly; reading a file does not load grpc or plotly."""
+protobuf or plotly; reading a file does not load grpc or plotly, and `tail` of a jsonpb file
+with no flow filter loads no pandas, pyarrow or numpy either."""
 
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ HEAVY = ("pandas", "pyarrow", "numpy", "grpc", "google.protobuf", "plotly", "yam
 _PROBE = """
 import contextlib, io, json, sys
 from flowlens.cli import main
-out = io.StringIO()
+out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
 try:
     with contextlib.redirect_stdout(out):
         main(sys.argv[1:], prog_name="flowlens")
 except SystemExit as exc:
     code = exc.code
 heavy = sorted(m for m in json.loads(sys.stdin.read()) if m in sys.modules)
-print(json.dumps({"code": code, "heavy": heavy, "out": out.getvalue()}))
+print(json.dumps({"code": code, "heavy": heavy, "out": out.buffer.getvalue().decode()}))
 """
 
 
@@ -52,7 +53,16 @@ def test_help_and_version_load_nothing_heavy(args: list[str]) -> None:
 
 
 def test_tail_of_a_file_loads_no_grpc_nor_plotly() -> None:
-    result = _loaded("tail", "--input-file", str(LAB), "--last", "2")
+    result = _loaded("tail", "--input-file", str(LAB), "--last", "2", "--verdict", "DROPPED")
     assert result["code"] in (0, None)
     assert len(str(result["out"]).splitlines()) == 2
     assert not {"grpc", "plotly", "yaml"} & set(result["heavy"])  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("args", [["--last", "5"], ["-o", "dict"], ["--first", "3", "-o", "table"]])
+def test_tail_of_a_jsonpb_file_loads_no_pandas(args: list[str]) -> None:
+    """Printed from the C splitter's runs (flowlens.sources.jsonpb_runs), as from a relay."""
+    result = _loaded("tail", "--input-file", str(LAB), *args)
+    assert result["code"] in (0, None)
+    assert result["out"]
+    assert result["heavy"] == ["google.protobuf"]

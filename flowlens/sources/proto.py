@@ -179,7 +179,7 @@ _INT16 = range(-(1 << 15), 1 << 15)
 _RESPONSE = flow_pb2.L7FlowType.Value("RESPONSE")
 
 
-def _shape_problem(f: Any) -> str | None:
+def shape_problem(f: Any) -> str | None:
     """Why a flow's shared fields do not fit the frame's columns, if they do not."""
     if f.event_type.type not in _INT16 or f.event_type.sub_type not in _INT16:
         return f"event type {f.event_type.type}:{f.event_type.sub_type} is outside -32768..32767"
@@ -291,7 +291,7 @@ class ProtoDecoder:
             r = _Response.FromString(payloads[index])
             kind = r.WhichOneof("response_types")
             if kind == "lost_events":
-                lost.append(_lost_event(r, position))
+                lost.append(lost_event(r, position))
                 continue
             if kind == "node_status":
                 node_status.append(_node_status(r))
@@ -313,7 +313,7 @@ class ProtoDecoder:
             self._fast_bad.clear()
             self._fast_generation = run.generation
         for shape, source in run.new_shapes:
-            if _shape_problem(_Response.FromString(payloads[source]).flow) is not None:
+            if shape_problem(_Response.FromString(payloads[source]).flow) is not None:
                 self._fast_bad.add(shape)
         return bool(self._fast_bad) and any(shape in self._fast_bad
                                             for shape, _ in run.shape_counts())
@@ -341,7 +341,7 @@ class ProtoDecoder:
             kind = "flow" if payload[:1] == b"\n" else r.WhichOneof("response_types")
             if kind != "flow":
                 if kind == "lost_events":
-                    lost.append(_lost_event(r, row))
+                    lost.append(lost_event(r, row))
                     if kept is not None:
                         kept.append(payload)
                 elif kind == "node_status":
@@ -395,7 +395,7 @@ class ProtoDecoder:
             if code is None:
                 code = shapes[key] = len(shape_values)
                 shape_values.append(_shape_values(f, f.node_name or r.node_name, l7key))
-                why = _shape_problem(f)
+                why = shape_problem(f)
                 if why is not None:
                     bad_shapes[code] = why
             if code in bad_shapes:
@@ -523,7 +523,7 @@ def _l7(l7: Any, row: int, sparse: dict[str, list[tuple[int, Any]]]) -> tuple[An
     return (record, l7type, dns_source)
 
 
-def _lost_event(r: Any, position: int) -> dict[str, Any]:
+def lost_event(r: Any, position: int) -> dict[str, Any]:
     ev = r.lost_events
     return {
         "time": _timestamp_ns(r.time) if r.HasField("time") else None,

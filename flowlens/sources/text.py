@@ -53,12 +53,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowlens import _hubble as H
-from flowlens.errors import UsageError
 from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
 from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, too_long
 from flowlens.sources.native import native
+from flowlens.sources.timerange import MAX_YEAR, MIN_YEAR, check_year
 
-__all__ = ["check_year", "read_text"]
+__all__ = ["read_text"]
 
 T = TypeVar("T")
 # One record: (timestamp seconds, fraction and node, first host, link, `<TYPE> <VERDICT>
@@ -71,8 +71,6 @@ _BLOCK_BYTES = 4 << 20
 _ROWS_PER_CHUNK = 50_000  # dict/table records converted together
 _CACHE_LIMIT = 1_000_000  # distinct values kept per cache
 _NS = 1_000_000_000
-# datetime64[ns] covers 1677-09-21 .. 2262-04-11.
-_MIN_YEAR, _MAX_YEAR = 1678, 2261
 
 # --- line grammar -----------------------------------------------------------------------------
 
@@ -687,8 +685,8 @@ class _Clock:
             if stamp[:2] == (2, 29) and not calendar.isleap(year):
                 continue
             if calendar.timegm((year, *stamp)) <= self.reference:
-                return max(_MIN_YEAR, min(year, _MAX_YEAR))
-        return max(_MIN_YEAR, min(top - 1, _MAX_YEAR))
+                return max(MIN_YEAR, min(year, MAX_YEAR))
+        return max(MIN_YEAR, min(top - 1, MAX_YEAR))
 
     def _at(self, year: int, stamp: tuple[int, int, int, int, int]) -> int | None:
         """The stamp in `year`, in nanoseconds; None (and `problem`) if it has none."""
@@ -720,12 +718,6 @@ def _nanos_in(year: int, stamp: tuple[int, int, int, int, int]) -> int | None:
     ns = calendar.timegm((year, *stamp)) * _NS
     return ns if -(1 << 63) + _NS <= ns < (1 << 63) - _NS else None  # (with its fraction)
 
-
-
-def check_year(year: int | None) -> None:
-    """UsageError for a --year outside what the frame's times hold."""
-    if year is not None and not _MIN_YEAR <= year <= _MAX_YEAR:
-        raise UsageError(f"--year {year}: use a year from {_MIN_YEAR} to {_MAX_YEAR}")
 
 
 def _reference(reference_time: datetime | float | None, mtime: float | None) -> float:

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowlens.errors import UsageError
+
+# The years whose every instant the frame's times (int64 nanoseconds) hold.
+MIN_YEAR, MAX_YEAR = 1678, 2261
+
+
+def check_year(year: int | None) -> None:
+    """UsageError for a --year outside what the frame's times hold."""
+    if year is not None and not MIN_YEAR <= year <= MAX_YEAR:
+        raise UsageError(f"--year {year}: use a year from {MIN_YEAR} to {MAX_YEAR}")
+
 
 @dataclass(frozen=True)
 class TimeRange:
