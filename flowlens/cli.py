@@ -280,26 +280,29 @@ def _tail_without_frame(source: str, filters: _filters.Filters, options: ReadOpt
                         fmt: str, time_format: str, node_name: bool, policy_names: bool,
                         numeric: bool) -> bytes | None:
     """What tail prints of one jsonpb file when no flow filter or time window asks for a
-    frame: rendered in C from the file's runs, without loading pandas or Arrow
-    (flowlens.sources.jsonpb_runs). None when the frame path must print it."""
+    frame: hubble's text rendered in C from the file's runs, or its records re-encoded,
+    without loading pandas or Arrow (flowlens.sources.jsonpb_runs). None when the frame path
+    must print it."""
     module = _native.native()
-    if (module is None or fmt == "jsonpb" or filters.whitelist or filters.blacklist
+    if (module is None or filters.whitelist or filters.blacklist
             or filters.since is not None or filters.until is not None or filters.follow
-            or (filters.last or 0) > _filters.MAX_LAST or not os.path.isfile(source)
+            or not os.path.isfile(source)
             or normalize_format(options.input_format) not in (None, "jsonpb")):
         return None
     opened = open_source(source)
     with contextlib.closing(opened.stream):
         if detect_format(opened) != "jsonpb":
             return None
-        runs = _jsonpb_runs.tail_runs(opened, first=filters.first, last=filters.last,
-                                      max_line=options.max_line)
-    if runs is None:
+        tail = _jsonpb_runs.tail_runs(opened, first=filters.first, last=filters.last,
+                                      max_line=options.max_line, whole_messages=fmt == "jsonpb")
+    if tail is None:
         return None
+    if fmt == "jsonpb":
+        return tail.jsonpb()
     table = module.Table(node_name=node_name) if fmt == "table" else None
     texts = []
     records = 0
-    for run in runs:
+    for run in tail.runs():
         text = run.render(fmt, time_format=time_format, node_name=node_name,
                           policy_names=policy_names, numeric=numeric, separator=records > 0,
                           table=table)

@@ -548,6 +548,7 @@ def assert_tail_as_the_frame_path(path: Path, args: list[str],
 
 TAIL_ARGS = [["--last", "5"], [], ["--first", "7", "-o", "dict"], ["--last", "40", "-o", "table"],
              ["--last", "0"], ["--first", "1", "--print-node-name", "--numeric"],
+             ["-o", "jsonpb"], ["--last", "3", "-o", "jsonpb"],
              ["--last", "30", "--print-policy-names", "--time-format", "RFC3339Nano", "-o", "dict"]]
 
 
@@ -576,6 +577,7 @@ def long_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("args", [
     ["--last", "9000"], ["--last", "1"], ["--last", "1700"], ["--first", "8193"],
     ["--first", "1"], ["--first", "3000", "-o", "dict"], ["--last", "8200", "-o", "table"],
+    ["--last", "8199", "-o", "jsonpb"],
     ["--last", "20000"], [],
 ])
 def test_tail_cuts_runs_at_any_record(long_capture: Path, args: list[str],

@@ -59,7 +59,8 @@ def test_tail_of_a_file_loads_no_grpc_nor_plotly() -> None:
     assert not {"grpc", "plotly", "yaml"} & set(result["heavy"])  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("args", [["--last", "5"], ["-o", "dict"], ["--first", "3", "-o", "table"]])
+@pytest.mark.parametrize("args", [["--last", "5"], ["-o", "dict"], ["--first", "3", "-o", "table"],
+                                  ["--last", "5", "-o", "jsonpb"]])
 def test_tail_of_a_jsonpb_file_loads_no_pandas(args: list[str]) -> None:
     """Printed from the C splitter's runs (flowlens.sources.jsonpb_runs), as from a relay."""
     result = _loaded("tail", "--input-file", str(LAB), *args)

@@ -23,13 +23,14 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 
-from flowlens.render.jsonpb import encode_response
+from flowlens.render.jsonpb import encode_response_bytes
+from flowlens.sources.camel import to_proto_names
 from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened
 from flowlens.sources.native import NativeRun, Shapes
 from flowlens.sources.proto import lost_event, shape_columns, shape_problem
 from flowlens.sources.protodict import message_to_dict, response_from_dict
 
-__all__ = ["tail_runs"]
+__all__ = ["MOST", "Tail", "tail_runs"]
 
 # Blocks as the jsonpb reader cuts them (flowlens.sources.jsonpb: MAX_BLOCK, MAX_BLOCK_LINES).
 _BLOCK_BYTES = 4 << 20
@@ -55,34 +56,58 @@ class _Part:
     def records(self) -> int:
         return int(self.run.rows) + len(self.lost)
 
+    def lines(self) -> list[tuple[int, int]]:
+        """Where each record's line is in the block, in file order."""
+        run = self.run
+        return sorted([run.source(row) for row in range(run.rows)]
+                      + [(start, end) for start, end, _ in run.others])
+
+
+@dataclass
+class Tail:
+    """The records `tail` prints of a jsonpb input, split: `runs` print hubble's text in C,
+    `jsonpb` gives its `-o jsonpb` lines."""
+
+    shapes: Shapes
+    parts: list[_Part]
+
+    def runs(self) -> list[NativeRun]:
+        def never(sources: list[Any]) -> Any:  # frame columns: not from this path
+            raise AssertionError("these runs are only printed")
+
+        return [NativeRun(self.shapes, p.run, p.lost, never) for p in self.parts]
+
+    def jsonpb(self) -> bytes:
+        """Each record as hubble writes it back (from what protobuf reads of it)."""
+        return b"".join(encode_response_bytes(to_proto_names(orjson.loads(p.block[s:e]))) + b"\n"
+                        for p in self.parts for s, e in p.lines())
+
 
 def tail_runs(opened: Opened, *, first: int | None = None, last: int | None = None,
-              max_line: int = DEFAULT_MAX_LINE) -> list[NativeRun] | None:
-    """The runs that print the records (flows and lost events, in file order) `hubble observe
-    --input-file --first/--last N` shows of one jsonpb input, every record without N; None
-    when the frame path must read the input, or when more than MOST records would print.
-    Every block is split, also past the first N records: a block only the frame path reads
-    decides for the whole input."""
+              max_line: int = DEFAULT_MAX_LINE, whole_messages: bool = False) -> Tail | None:
+    """The records (flows and lost events, in file order) `hubble observe --input-file
+    --first/--last N` shows of one jsonpb input, every record without N; None when the frame
+    path must read the input, or when more than MOST records would print. With
+    `whole_messages` (records printed as written: `-o jsonpb`) every line must be a message
+    protobuf reads, as the frame path wants them then. Every block is split, also past the
+    first N records: a block only the frame path reads decides for the whole input."""
     if (first or last or 0) > MOST:
         return None
-    splitter = _Splitter()
+    splitter = _Splitter(whole_messages)
     try:
         parts = _chosen(splitter, splitter.parts(opened, max_line), first, last)
     except _Unusable:
         return None
-
-    def never(sources: list[Any]) -> Any:  # frame columns: not from this path
-        raise AssertionError("these runs are only printed")
-
-    return [NativeRun(splitter.shapes, p.run, p.lost, never) for p in parts]
+    return Tail(splitter.shapes, parts)
 
 
 class _Splitter:
     """Blocks of jsonpb lines into parts, the shapes' printed values learnt through
     protobuf."""
 
-    def __init__(self) -> None:
+    def __init__(self, whole_messages: bool) -> None:
         self.shapes = Shapes(json=True)
+        self.whole_messages = whole_messages
 
     def parts(self, opened: Opened, max_line: int) -> Iterator[_Part]:
         long_lines: list[int] = []
@@ -98,13 +123,15 @@ class _Splitter:
             raise _Unusable
         lost = [lost_event(_message(block[start:end]), before)
                 for start, end, before in run.others]
+        if self.whole_messages:
+            for row in range(run.rows):
+                start, end = run.source(row)
+                _readable(block[start:end])
         return _Part(block, run, lost)
 
     def cut(self, part: _Part, start: int, end: int) -> _Part:
         """The part's records start..end-1 alone, split again from their lines."""
-        run = part.run
-        lines = sorted([run.source(row) for row in range(run.rows)]
-                       + [(s, e) for s, e, _ in run.others])[start:end]
+        lines = part.lines()[start:end]
         return self.split(part.block[lines[0][0]:lines[-1][1]])
 
 
@@ -143,14 +170,25 @@ def _chosen(splitter: _Splitter, parts: Iterator[_Part], first: int | None,
     return whole
 
 
-def _message(line: bytes) -> Any:
-    """The GetFlowsResponse of a line, when its JSON is exactly protobuf's JSON of it."""
+_UNREADABLE = (orjson.JSONDecodeError, json_format.ParseError, ValueError, TypeError,
+               AttributeError, KeyError, OverflowError)
+
+
+def _readable(line: bytes) -> tuple[dict[str, Any], Any]:
+    """A line's record and the GetFlowsResponse protobuf reads of it."""
     try:
         record = orjson.loads(line)
-        message = response_from_dict(record)
-        again = orjson.loads(encode_response(message_to_dict(message)))
-    except (orjson.JSONDecodeError, json_format.ParseError, ValueError, TypeError,
-            AttributeError, KeyError, OverflowError):
+        return record, response_from_dict(record)
+    except _UNREADABLE:
+        raise _Unusable from None
+
+
+def _message(line: bytes) -> Any:
+    """The GetFlowsResponse of a line, when its JSON is exactly protobuf's JSON of it."""
+    record, message = _readable(line)
+    try:
+        again = orjson.loads(encode_response_bytes(message_to_dict(message)))
+    except _UNREADABLE:
         raise _Unusable from None
     if again != record:
         raise _Unusable
