@@ -223,3 +223,16 @@ def test_enum_numbers_written_back_as_hubble_writes_them(tmp_path: Path) -> None
     assert done.stdout.splitlines() == [encode_response(message_to_dict(response_from_dict(r)))
                                         for r in _ENUM_NUMBERS]
     assert '"verdict":99' in done.stdout
+
+
+def test_l7_records_without_a_type_are_labelled_as_hubble_labels_them(tmp_path: Path) -> None:
+    """An `l7` record is labelled `<proto>-<type>` even when its type is absent (the zero
+    name, `unknown_l7_type`; spec 3.3.5), by both readers."""
+    records = [{"flow": {"l7": {"http": {}}}}, {"flow": {"l7": {}}},
+               {"flow": {"l7": {"dns": {}}, "event_type": {"type": 4}}}]
+    path = tmp_path / "l7.jsonpb"
+    path.write_text("".join(orjson.dumps(r).decode() + "\n" for r in records))
+    payloads = [response_from_dict(r).SerializeToString() for r in records]
+    for df in (flowlens.read(path), frame.build(decode_responses(payloads))):
+        assert list(df["event"].astype(str)) == ["http-unknown_l7_type", "l7-unknown_l7_type",
+                                                 "dns-unknown_l7_type "]

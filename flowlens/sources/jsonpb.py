@@ -600,7 +600,9 @@ def _columns(f: pa.Array, flows: pa.Table) -> dict[str, Any]:
                                                pa.scalar(None, _S))))
     response = pc.fill_null(pc.equal(l7type, "RESPONSE"), False)
     match_type = _field(f, "policy_match_type")
-    event = _per_unique(H.event_label, _S, l7proto, l7type,
+    # An L7 record without a type is labelled with the type's zero name, as hubble does.
+    labelled = pc.if_else(pc.is_valid(l7), pc.fill_null(l7type, "UNKNOWN_L7_TYPE"), l7type)
+    event = _per_unique(H.event_label, _S, l7proto, labelled,
                         _field(l7, "dns", "observation_source"), etype, esub, match_type,
                         _field(f, "debug_capture_point"), _field(f, "sock_xlate_point"))
     is_policy_verdict = pc.fill_null(pc.equal(etype, 5), False)

@@ -520,7 +520,8 @@ def _l7(l7: Any, row: int, sparse: dict[str, list[tuple[int, Any]]]) -> tuple[An
             sparse["dns_ips"].append((row, ",".join(dns.ips)))
         if response:
             sparse["dns_rcode"].append((row, dns.rcode))
-    return (record, l7type, dns_source)
+    # An L7 record without a type is labelled with the type's zero name, as hubble does.
+    return (record, l7type or "UNKNOWN_L7_TYPE", dns_source)
 
 
 def lost_event(r: Any, position: int) -> dict[str, Any]:
