@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -483,7 +484,7 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
     if out is not None:
         _check_writable(out, (*sources, *policy_files))
     policies = _policy.load_policies(policy_files) if policy_files else None
-    ports = _policy.parse_named_ports(named_ports)
+    ports = _policy.parse_named_ports(named_ports) if named_ports else {}  # (pandas not yet)
     options = _read_options(input_format, year, strict)
     built = _report_over(sources, store, options, connection, filters, (engine, scheduler),
                          top=rows, bucket=size, policies=policies, named_ports=ports)
@@ -509,18 +510,22 @@ def _report_over(sources: tuple[str, ...], store: str | None, options: ReadOptio
         df, _ = load(chosen, options)
         return _analyses.build_report(df, filters, sources=_store.shown_sources(chosen, sources),
                                       held=held, **kwargs)
-    window = _relay_window(connection, filters)
+    window = _relay_window(connection, filters,
+                           meanwhile=lambda: importlib.import_module("flowlens.analyses"))
     return _analyses.build_report(window.flows, filters,
                                   sources=(f"hubble-relay {connection.server}",),
                                   anchor="now", now=window.now, filtered=window.filtered,
                                   held=window.held, **kwargs)
 
 
-def _relay_window(connection: Connection, filters: _filters.Filters) -> _relay.RelayWindow:
-    """The relay's window (`flowlens.live.read_window`), for a command given no SOURCE."""
+def _relay_window(connection: Connection, filters: _filters.Filters,
+                  meanwhile: Callable[[], object] | None = None) -> _relay.RelayWindow:
+    """The relay's window (`flowlens.live.read_window`; `meanwhile` runs while it is received),
+    for a command given no SOURCE."""
     try:
         return _relay.read_window(
-            connection, filters, on_event=lambda text: click.echo(f"flowlens: {text}", err=True))
+            connection, filters, on_event=lambda text: click.echo(f"flowlens: {text}", err=True),
+            meanwhile=meanwhile)
     except RelayError as exc:
         # Say why a relay was asked at all: the user may have meant to name files.
         raise RelayError(f"no SOURCE given, so flows were asked of hubble-relay at "

@@ -69,8 +69,11 @@ def report_over_store(sources: tuple[str, ...], given: tuple[str, ...], filters:
                       **kwargs: Any) -> Any:
     """The report over one flow store (partition by partition, `flowlens.engine`), or None
     when SOURCE... is not one store (--engine dask needs one)."""
+    one_store = len(sources) == 1 and is_store(sources[0])
+    if not one_store and engine.lower() == "local" and not scheduler:
+        return None  # (without loading the engine: pandas is not loaded yet for a relay)
     runner = _engine.runner_for(engine.lower(), scheduler)
-    if len(sources) != 1 or not is_store(sources[0]):
+    if not one_store:
         if runner is not _engine.local:
             raise UsageError("--engine dask runs a report over a flow store: give one STORE "
                              "(a path or an s3://, gs://, file:// URL)")

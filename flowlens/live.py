@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flowlens import frame as _frame
@@ -34,10 +34,12 @@ _CONNECTION_KEYS = frozenset({
 def relay_stream(conn: Connection, filters: Filters, *, keep_payloads: bool = False,
                  now: datetime | pd.Timestamp | None = None,
                  on_event: Callable[[str], None] | None = None,
-                 flush_interval: float = 0.2, run_size: int = RUN_SIZE) -> FlowStream:
+                 flush_interval: float = 0.2, run_size: int = RUN_SIZE, apart: bool = False,
+                 meanwhile: Callable[[], object] | None = None) -> FlowStream:
     """The GetFlows stream for these filters (not yet connected)."""
     return FlowStream(conn, to_request(filters, now=now), keep_payloads=keep_payloads,
-                      on_event=on_event, flush_interval=flush_interval, run_size=run_size)
+                      on_event=on_event, flush_interval=flush_interval, run_size=run_size,
+                      apart=apart, meanwhile=meanwhile)
 
 
 def _split(server: str | None, kwargs: dict[str, Any]) -> tuple[Connection, Filters]:
@@ -84,29 +86,46 @@ class RelayWindow:
 
 def read_window(conn: Connection, filters: Filters,
                 now: datetime | pd.Timestamp | None = None,
-                on_event: Callable[[str], None] | None = None) -> RelayWindow:
+                on_event: Callable[[str], None] | None = None,
+                meanwhile: Callable[[], object] | None = None) -> RelayWindow:
     """The flows of the --since/--until/--first/--last window, without following (every flow
     the relay holds when none selects: hubble would send only its last 20).
 
     The filter flags are left to the caller (`filtered=False`) when a frame can evaluate them
     and no --first/--last counts matches: the answers to the requests a filter selects come
-    too. Two one-flow requests find the relay's time range."""
-    moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    too. Two one-flow requests find the relay's time range.
+
+    The window is received apart (`FlowStream`'s `apart`: in a child process, when one can be
+    forked) while this process builds the frame, after `meanwhile()` (the caller's imports)."""
+    # (not pandas's clock: pandas loaded before the child is forked would run beside it)
+    moment = datetime.now(timezone.utc) if now is None else now
     chosen = (filters.since, filters.until, filters.first, filters.last)
     if not filters.all and all(v is None for v in chosen):
         filters = replace(filters, all=True)
     local = filters.first is None and filters.last is None and _answerable_here(filters)
     asked = replace(filters, flags=(), allowlist=(), denylist=()) if local else filters
-    flows = _read(conn, asked, moment, on_event)
+    flows = _read(conn, asked, moment, on_event, apart=True,
+                  meanwhile=lambda: _prepare_frames(meanwhile))
     oldest, newest = _read(conn, Filters(first=1), moment), _read(conn, Filters(last=1), moment)
     held = (oldest["time"].min() if len(oldest) else None,
             newest["time"].max() if len(newest) else None)
-    return RelayWindow(flows, not local, held, moment)
+    return RelayWindow(flows, not local, held, pd.Timestamp(moment))
+
+
+def _prepare_frames(then: Callable[[], object] | None) -> None:
+    """What building frames from a relay loads (while a child receives), then `then`."""
+    import grpc  # noqa: F401  (the one-flow requests after the window)
+    import pandas  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+    if then is not None:
+        then()
 
 
 def _read(conn: Connection, filters: Filters, now: datetime | pd.Timestamp | None,
-          on_event: Callable[[str], None] | None = None) -> pd.DataFrame:
-    stream = relay_stream(conn, filters, now=now, on_event=on_event, run_size=FRAME_RUN_SIZE)
+          on_event: Callable[[str], None] | None = None, *, apart: bool = False,
+          meanwhile: Callable[[], object] | None = None) -> pd.DataFrame:
+    stream = relay_stream(conn, filters, now=now, on_event=on_event, run_size=FRAME_RUN_SIZE,
+                          apart=apart, meanwhile=meanwhile)
     return _frame.build_all(decoded.batch for decoded in stream)
 
 

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from flowlens.analyses.report import Report
+from flowlens._lazy import lazy
 from flowlens.errors import UsageError
-from flowlens.render import report_html, report_json, report_md, report_text
+
+if TYPE_CHECKING:
+    from flowlens.analyses.report import Report
+    from flowlens.render import report_html, report_json, report_md, report_text
+else:  # checking the flags loads none of them (a report from a relay loads them meanwhile)
+    report_html, report_json = lazy("flowlens.render.report_html"), \
+        lazy("flowlens.render.report_json")
+    report_md, report_text = lazy("flowlens.render.report_md"), \
+        lazy("flowlens.render.report_text")
 
 FORMATS: tuple[str, ...] = ("html", "text", "json", "md")
+PLOTLYJS_CHOICES: tuple[str, ...] = ("inline", "cdn")
 
 
 def check_format(fmt: str, plotlyjs: str = "inline") -> None:
     """UsageError for an unknown --format or --plotlyjs."""
     if fmt not in FORMATS:
         raise UsageError(f"invalid value {fmt!r} for --format: want one of {', '.join(FORMATS)}")
-    if plotlyjs not in report_html.PLOTLYJS_CHOICES:
+    if plotlyjs not in PLOTLYJS_CHOICES:
         raise UsageError(f"invalid value {plotlyjs!r} for --plotlyjs: want one of "
-                         f"{', '.join(report_html.PLOTLYJS_CHOICES)}")
+                         f"{', '.join(PLOTLYJS_CHOICES)}")
 
 
 def report_chunks(report: Report, fmt: str, plotlyjs: str = "inline") -> Iterator[str]:

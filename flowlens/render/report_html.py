@@ -41,7 +41,6 @@ from flowlens.render.report_common import (
 )
 
 PlotlyJs = Literal["inline", "cdn"]
-PLOTLYJS_CHOICES: tuple[str, ...] = ("inline", "cdn")
 CDN = "https://cdn.plot.ly"
 _LABEL_LIMIT = 60  # characters of a chart label; the table has the whole value
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from flowlens import _hubble as H
 from flowlens._lazy import lazy
 from flowlens.errors import RelayError, UsageError
+from flowlens.sources import apart as _apart
 from flowlens.sources.batch import SHOWN_BAD_LINES
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ SERVER_ENV = "HUBBLE_SERVER"
 UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
 PATIENCE = 30.0  # seconds a bounded read waits for a relay that went away to come back
 RUN_SIZE = 5_000  # flows decoded (and printed) together
+_APART_RUN = 1_000  # flows a receiving child sends together (about the pipe's size)
 
 # Status codes (by name) after which a stream is reopened.
 RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED",
@@ -385,14 +387,17 @@ def _messages(call: Any) -> Iterator[bytes]:
 class FlowStream:
     """GetFlows as an iterator of DecodedBatch, reopened after retryable errors.
 
-    Bounded requests are received on the calling thread (fastest). A follow stream is received
-    on a helper thread, so that flows arriving one by one are handed over within
+    Bounded requests are received on the calling thread (fastest), or with `apart` in a
+    child process when one can be forked (`flowlens.sources.apart`): then this process decodes
+    while the child receives, and runs `meanwhile` (imports, say) first. A follow stream is
+    received on a helper thread, so that flows arriving one by one are handed over within
     `flush_interval` instead of waiting for a full run. `cancel()` ends it from any thread."""
 
     def __init__(self, conn: Connection, request: observer_pb2.GetFlowsRequest, *,
                  keep_payloads: bool = False, retry: RetryPolicy | None = None,
                  run_size: int = RUN_SIZE, flush_interval: float = 0.2,
-                 on_event: Callable[[str], None] | None = None) -> None:
+                 on_event: Callable[[str], None] | None = None, apart: bool = False,
+                 meanwhile: Callable[[], object] | None = None) -> None:
         self.conn = conn
         self.request = request
         self.keep_payloads = keep_payloads
@@ -402,6 +407,8 @@ class FlowStream:
         self.run_size = run_size
         self.flush_interval = flush_interval
         self.on_event = on_event or (lambda message: None)
+        self.apart = apart
+        self.meanwhile = meanwhile
         self.stats = StreamStats()
         self.server_version: str | None = None
         self._decoder = _proto.ProtoDecoder()
@@ -518,15 +525,38 @@ class FlowStream:
                 f"{stamp:%Y-%m-%dT%H:%M:%S}.{newest % 1_000_000_000:09d}Z are missing")
 
     def __iter__(self) -> Iterator[DecodedBatch]:
-        if self._channel is None:
+        child = None
+        if self.apart and not self.request.follow and self._channel is None and \
+                _apart.can_fork():
+            child = _apart.Child(self._receive_apart)
+            if self.meanwhile is not None:
+                self.meanwhile()
+        elif self._channel is None:
             self.connect()
         try:
-            runs = self._threaded_runs() if self.request.follow else self._inline_runs()
+            if child is not None:
+                runs = child.runs(self.run_size, self.on_event)
+            else:
+                runs = self._threaded_runs() if self.request.follow else \
+                    self._inline_runs(self.run_size)
             for run in runs:
                 yield self._decode(run)
+            if child is not None:
+                self.stats.reconnects, self.stats.duplicates = child.result
         finally:
+            if child is not None:
+                child.close()
             self.cancel()
             self.close()
+
+    def _receive_apart(self, sender: _apart.Sender) -> tuple[int, int]:
+        """The child's work: the stream to the parent in small runs (the parent makes them
+        `run_size` again); its counts of reconnects and repeats."""
+        self.on_event = sender.send_event
+        self.connect()
+        for run in self._inline_runs(_APART_RUN):
+            sender.send_run(run)
+        return self.stats.reconnects, self.stats.duplicates
 
     def _decode(self, run: list[bytes]) -> DecodedBatch:
         decoded = self._decoder.decode(run, keep_payloads=self.keep_payloads)
@@ -547,11 +577,11 @@ class FlowStream:
                 for key, n in decoded.counts(name).items():
                     counts[key] = counts.get(key, 0) + n
 
-    def _inline_runs(self) -> Iterator[list[bytes]]:
+    def _inline_runs(self, size: int) -> Iterator[list[bytes]]:
         run: list[bytes] = []
         for payload in self._payloads():
             run.append(payload)
-            if len(run) >= self.run_size:
+            if len(run) >= size:
                 yield run
                 run = []
         if run:
