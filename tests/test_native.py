@@ -24,6 +24,7 @@ from shared_data import SHARED
 import flowlens
 from flowlens import frame
 from flowlens._proto.observer import observer_pb2
+from flowlens.errors import FlowlensError
 from flowlens.render import hubble as text
 from flowlens.render.jsonpb import encode_response_bytes
 from flowlens.sources import jsonpb as jsonpb_reader
@@ -324,10 +325,11 @@ def responses(draw: Any) -> observer_pb2.GetFlowsResponse:
 
 
 def _outcome(fn: Any) -> Any:
-    """What fn returns, or the type of what it raises (both paths must agree on either)."""
+    """What fn returns, or the type of the error it reports (both paths must agree on
+    either); anything else raised is a crash, on both paths or not."""
     try:
         return ("ok", fn())
-    except Exception as exc:  # the error itself is what is compared
+    except FlowlensError as exc:  # the error itself is what is compared
         return ("raised", type(exc))
 
 

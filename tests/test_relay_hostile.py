@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from google.protobuf import json_format
 
 from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
@@ -259,3 +263,35 @@ def test_garbage_or_mismatched_certificates_say_so(tmp_path: Path, lab_data: Rep
     assert run.returncode == 2
     assert run.stderr.startswith(f"flowlens: error: --tls-cert {garbage} and --tls-key")
     assert "Failed to bind" not in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_a_relay_sending_bytes_that_do_not_parse(tmp_path: Path) -> None:
+    """`tail` from a relay whose stream holds a message that is not a GetFlowsResponse:
+    the flows around it print, it is skipped and counted, no traceback."""
+    lines = LAB.read_text().splitlines()[:2]
+    good = [json_format.Parse(line, observer_pb2.GetFlowsResponse()).SerializeToString()
+            for line in lines]
+    corrupt = b"\x0a\xff\xff\xff\x0f"  # field 1, a length far past the end
+
+    def get_flows(request: Any, context: Any) -> Iterator[bytes]:
+        yield from (good[0], corrupt, good[1])
+
+    handler = grpc.method_handlers_generic_handler("observer.Observer", {
+        "GetFlows": grpc.unary_stream_rpc_method_handler(
+            get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString)})
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        for native in ("1", "0"):
+            run = subprocess.run([sys.executable, "-m", "flowlens", "tail", "--server",
+                                  f"127.0.0.1:{port}", "--all"], capture_output=True, text=True,
+                                 timeout=60, env={**os.environ, "FLOWLENS_NATIVE": native})
+            assert run.returncode == 0, run.stderr
+            assert len(run.stdout.splitlines()) == 2
+            assert "Traceback" not in run.stderr
+            assert "skipped a flow the relay sent: not a GetFlowsResponse" in run.stderr
+            assert "1 record skipped (unreadable" in run.stderr
+    finally:
+        server.stop(None)

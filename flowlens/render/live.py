@@ -89,7 +89,9 @@ def summary_line(stats: StreamStats, server: str) -> str:
     if stats.reconnects:
         parts.append(f", {stats.reconnects} reconnects")
     if stats.bad_records:
-        parts.append(f", {stats.bad_records:,} flows skipped (values out of range)")
+        noun = "record" if stats.bad_records == 1 else "records"
+        parts.append(f", {stats.bad_records:,} {noun} skipped (unreadable, or values out of "
+                     "range)")
     return "flowlens: " + "".join(parts) + "\n"
 
 

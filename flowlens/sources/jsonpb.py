@@ -458,7 +458,8 @@ def _null_if_empty(arr: pa.Array) -> pa.Array:
 
 
 def _null_if_zero(arr: pa.Array) -> pa.Array:
-    return pc.if_else(pc.equal(arr, 0), pa.scalar(None, arr.type), arr)
+    # (0 of the array's own type: a plain 0 is int64, which a uint64 above 2**63 overflows)
+    return pc.if_else(pc.equal(arr, pa.scalar(0, arr.type)), pa.scalar(None, arr.type), arr)
 
 
 def _joined(arr: pa.Array, sep: str = ",") -> pa.Array:

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import DecodeError
+
 from flowlens import _hubble as H
 from flowlens._lazy import lazy
 from flowlens._proto.flow import flow_pb2
@@ -336,7 +338,11 @@ class ProtoDecoder:
         port_protocols = H.PORT_PROTOCOLS
         row = 0
         for payload in payloads:
-            r = from_string(payload)
+            try:
+                r = from_string(payload)
+            except DecodeError:  # (a hostile relay)
+                bad.append("not a GetFlowsResponse: its bytes do not parse")
+                continue
             # Field 1 (flow) comes first as servers write it: one byte tells, else ask upb.
             kind = "flow" if payload[:1] == b"\n" else r.WhichOneof("response_types")
             if kind != "flow":
@@ -465,7 +471,8 @@ def _array(values: list[Any]) -> pa.Array:
 
 
 def _null_if_zero(arr: pa.Array) -> pa.Array:
-    return pc.if_else(pc.equal(arr, 0), pa.scalar(None, arr.type), arr)
+    # (0 of the array's own type: a plain 0 is int64, which a uint64 above 2**63 overflows)
+    return pc.if_else(pc.equal(arr, pa.scalar(0, arr.type)), pa.scalar(None, arr.type), arr)
 
 
 def _spread(items: list[tuple[int, Any]], size: int, kind: pa.DataType) -> pa.Array:

@@ -261,7 +261,7 @@ class StreamStats:
     lost_records: int = 0
     reconnects: int = 0
     duplicates: int = 0
-    bad_records: int = 0  # flows skipped: a value the frame cannot hold
+    bad_records: int = 0  # records skipped: unreadable, or a value the frame cannot hold
     verdicts: dict[str, int] = field(default_factory=dict)
     drop_reasons: dict[str, int] = field(default_factory=dict)
 
