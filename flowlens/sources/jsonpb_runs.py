@@ -32,7 +32,8 @@ from flowlens.sources.protodict import message_to_dict, response_from_dict
 
 __all__ = ["MOST", "Tail", "tail_runs"]
 
-# Blocks as the jsonpb reader cuts them (flowlens.sources.jsonpb: MAX_BLOCK, MAX_BLOCK_LINES).
+# Blocks of at most 4 MiB and 8,192 lines (any cut splits alike: the C code reads line by line;
+# these keep a split's working set small, also for a file of tiny records).
 _BLOCK_BYTES = 4 << 20
 _BLOCK_LINES = 8192
 # At most this many records are printed here (their blocks and text are held until printed);
