@@ -1,3 +1,3 @@
-from flowlens.cli import main
+from flowlens.cli import run
 
-main()
+run()

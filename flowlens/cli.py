@@ -183,6 +183,28 @@ def main() -> None:
     """flowlens: what your Cilium network policies are doing, from Hubble flows."""
 
 
+# Set by a command that wrote and closed everything it opened: `run` may then end the process
+# without Python's teardown.
+exit_at_once = False
+
+
+def run() -> None:
+    """The `flowlens` command (and `python -m flowlens`): `main`; after a command that set
+    `exit_at_once` and succeeded, the process ends without Python's teardown (unloading
+    pandas and the rest takes about 0.07 s, a fifth of a report's work after receiving)."""
+    try:
+        main()
+    except SystemExit as done:
+        if exit_at_once and done.code in (0, None):
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (OSError, ValueError):  # (a closed or broken stream: the usual exit)
+                raise done from None
+            os._exit(0)
+        raise
+
+
 @main.command(cls=_filters.FilterCommand,
               short_help="Print saved or live flows as hubble observe does, filtered.",
               context_settings={"allow_extra_args": True})  # to hint at --input-file FILE
@@ -494,6 +516,8 @@ def report(sources: tuple[str, ...], input_format: str | None, year: int | None,
         click.echo(f"flowlens: wrote the {fmt} report of {counted(built.flows, 'flow')} to {out}",
                    err=True)
     _report_bad_lines(options.report)
+    global exit_at_once
+    exit_at_once = True
 
 
 def _report_over(sources: tuple[str, ...], store: str | None, options: ReadOptions,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -378,3 +380,32 @@ def test_text_tables_show_times_in_one_precision_and_each_heading_once() -> None
     times = re.findall(r"^(?:first|last) +(.+)$", lost, re.M)
     assert len(times) >= 4
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", t) for t in times), times
+
+
+_WITH_TEARDOWN_SAID = ("import atexit, sys; atexit.register(lambda: sys.stderr.write('teardown\\n'));"
+                       " sys.argv[0] = 'flowlens'; from flowlens.cli import run; run()")
+
+
+def _run_flowlens(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`flowlens ARGV` in a process of its own, saying on stderr when Python's teardown runs."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-c", _WITH_TEARDOWN_SAID, *argv], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_report_ends_at_once_after_writing_everything(tmp_path: Path) -> None:
+    """A report that succeeded ends without Python's teardown (unloading pandas and the rest),
+    its output whole; a failed one, and other commands, end as usual."""
+    expected = run(LAB, "--format", "json").stdout
+    done = _run_flowlens("report", LAB, "--format", "json")
+    assert (done.returncode, done.stdout, done.stderr) == (0, expected, "")
+    out = tmp_path / "r.json"
+    done = _run_flowlens("report", LAB, "--format", "json", "-o", str(out))
+    assert done.returncode == 0 and "teardown" not in done.stderr
+    assert out.read_text() == expected
+    failed = _run_flowlens("report", str(tmp_path / "missing.jsonpb"))
+    assert failed.returncode == 1 and failed.stderr.endswith("teardown\n")
+    tail = _run_flowlens("tail", "--input-file", LAB, "--last", "1")
+    assert tail.returncode == 0 and tail.stdout and tail.stderr == "teardown\n"
