@@ -131,7 +131,7 @@ def outcome(work, size=3, read=None):
     events, runs = [], []
     try:
         for run in child.runs(size, events.append):
-            runs.append(run)
+            runs.append(list(run))
             if read is not None and len(runs) == read:
                 break
         return runs, events, child.result
@@ -148,7 +148,7 @@ def _pipe(script: str) -> Any:
     return json.loads(done.stdout)
 
 
-def test_runs_come_whole_in_order_cut_to_size() -> None:
+def test_runs_come_whole_in_order_in_runs_of_their_size() -> None:
     got = _pipe("""
         import json
         def work(sender):

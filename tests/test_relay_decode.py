@@ -3,6 +3,8 @@ read as jsonpb, and the jsonpb written back from those bytes is hubble's, byte f
 
 from __future__ import annotations
 
+import itertools
+from array import array
 from pathlib import Path
 
 import orjson
@@ -16,6 +18,7 @@ from flowlens._proto.observer import observer_pb2
 from flowlens.frame import lost_events
 from flowlens.render.jsonpb import encode_response
 from flowlens.render.live import go_duration, node_status_line
+from flowlens.sources.native import Joined
 from flowlens.sources.proto import NodeStatus, ProtoDecoder, decode_responses, merge_batches
 from flowlens.sources.protodict import message_to_dict, response_from_dict
 
@@ -43,6 +46,55 @@ def test_bytes_give_the_frame_jsonpb_gives(path: Path) -> None:
     pd.testing.assert_frame_equal(got, expected, check_categorical=False)
     pd.testing.assert_frame_equal(lost_events(got), lost_events(expected),
                                   check_categorical=False)
+
+
+def _joined(payloads: list[bytes], lead: bytes = b"", cut: int = 40) -> Joined:
+    """The payloads end to end in parts of `cut` of them, each part opening with `lead`."""
+    return Joined([(lead + b"".join(part), array("q", itertools.accumulate(
+        map(len, part), initial=len(lead)))) for part in (payloads[i:i + cut]
+                                                          for i in range(0, len(payloads), cut))])
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_payloads_end_to_end_decode_as_a_list_of_them(path: Path) -> None:
+    """Runs laid end to end in one bytes object (as a receiving child sends them) are split in
+    place by the C splitter, into the frame a list of the same payloads gives."""
+    lines, _ = _stream(path)
+    payloads = [response_from_dict(orjson.loads(line)).SerializeToString() for line in lines]
+    status = observer_pb2.GetFlowsResponse(node_name="relay")
+    status.node_status.state_change = 2
+    payloads.insert(len(payloads) // 2, status.SerializeToString())
+    runs = [payloads[i:i + 97] for i in range(0, len(payloads), 97)]
+    listed, joined, reference = ProtoDecoder(), ProtoDecoder(), ProtoDecoder(fast=False)
+    for run in runs:
+        a = listed.decode(run, keep_payloads=True)
+        for decoder in (joined, reference):
+            b = decoder.decode(_joined(run, b"header"), keep_payloads=True)
+            assert (b.native is not None) == (decoder is joined)  # the fast path took it
+            assert (b.payloads, b.node_status, b.newest_ns) == (a.payloads, a.node_status,
+                                                                 a.newest_ns)
+            pd.testing.assert_frame_equal(frame.build(b.batch), frame.build(a.batch),
+                                          check_categorical=decoder is joined)
+            assert b.counts("verdict") == a.counts("verdict")
+
+
+def test_offsets_out_of_their_data_are_refused() -> None:
+    shapes = ProtoDecoder()._fast
+    assert shapes is not None
+    data = b"\x00" * 10
+    for offsets, error in [(array("q", [0, 11]), ValueError), (array("q", [5, 4]), ValueError),
+                           (array("q", [-1, 2]), ValueError), (array("q"), TypeError),
+                           (array("i", [0, 1]), TypeError)]:
+        with pytest.raises(error):
+            shapes.splitter.split((b"", data), (array("q", [0]), offsets))
+    for parts, offsets in [((bytearray(data),), (array("q", [0, 1]),)),
+                           ((data, data), (array("q", [0, 1]),)), ([data], [array("q", [0])])]:
+        with pytest.raises(TypeError):
+            shapes.splitter.split(parts, offsets)
+    joined = _joined([b"ab", b"", b"c", b"de"], b"xy", cut=3)
+    assert len(joined) == 4 and len(joined.parts) == 2
+    assert list(joined) == [b"ab", b"", b"c", b"de"] and joined[-1] == b"de"
+    assert joined[1:3] == [b"", b"c"]
 
 
 @pytest.mark.parametrize("path", CAPTURES[:3], ids=lambda p: p.name)

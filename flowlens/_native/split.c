@@ -462,33 +462,120 @@ static void maybe_reset(Splitter *sp) {
     if (sp->nshapes >= MAX_SHAPES || sp->keys.len >= MAX_KEY_BYTES) shapes_reset(sp);
 }
 
-/* split(payloads) -> Run, or None when the reference must decode these payloads */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} Piece;
+
+/* Where each payload of `parts` lies: parts a tuple of bytes objects, offsets a tuple of as
+ * many int64 buffers, payload j of part k at parts[k][offsets[k][j]:offsets[k][j + 1]]
+ * (rising, within the part). Appended to *pieces (PyMem; *count of them); -1 with an
+ * exception set. */
+static int joined_pieces(PyObject *parts, PyObject *offsets, Piece **pieces,
+                         Py_ssize_t *count) {
+    if (!PyTuple_Check(parts) || !PyTuple_Check(offsets) ||
+        PyTuple_GET_SIZE(parts) != PyTuple_GET_SIZE(offsets)) {
+        PyErr_SetString(PyExc_TypeError, "parts and offsets must be tuples of the same length");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(parts); k++) {
+        PyObject *data = PyTuple_GET_ITEM(parts, k);
+        if (!PyBytes_Check(data)) {
+            PyErr_SetString(PyExc_TypeError, "parts must be bytes");
+            return -1;
+        }
+        Py_buffer view;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(offsets, k), &view,
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            return -1;
+        int ok = view.itemsize == 8 && view.format &&
+                 (view.format[0] == 'q' || view.format[0] == 'l') && view.format[1] == '\0' &&
+                 view.len >= 8;
+        if (!ok) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_TypeError, "offsets must be at least one signed 64-bit integer");
+            return -1;
+        }
+        const int64_t *at = (const int64_t *)view.buf;
+        Py_ssize_t n = view.len / 8 - 1;
+        Piece *grown = PyMem_Realloc(*pieces, (size_t)(*count + n + 1) * sizeof(Piece));
+        if (!grown) {
+            PyBuffer_Release(&view);
+            PyErr_NoMemory();
+            return -1;
+        }
+        *pieces = grown;
+        const uint8_t *base = (const uint8_t *)PyBytes_AS_STRING(data);
+        for (Py_ssize_t j = 0; j <= n && ok; j++) {
+            ok = at[j] >= (j ? at[j - 1] : 0) && at[j] <= PyBytes_GET_SIZE(data);
+            if (ok && j < n) grown[*count + j] = (Piece){base + at[j], (size_t)(at[j + 1] - at[j])};
+        }
+        PyBuffer_Release(&view);
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "offsets must rise within their part");
+            return -1;
+        }
+        *count += n;
+    }
+    return 0;
+}
+
+/* split(payloads) or split(parts, offsets) -> Run, or None when the reference must decode
+ * these payloads: a list of bytes, or laid end to end in parts (joined_pieces). */
 static PyObject *splitter_split(Splitter *sp, PyObject *args) {
-    PyObject *payloads;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &payloads)) return NULL;
+    PyObject *payloads, *offsets = NULL;
+    if (!PyArg_ParseTuple(args, "O|O", &payloads, &offsets)) return NULL;
     if (sp->json) {
         PyErr_SetString(PyExc_TypeError, "a jsonpb splitter: use split_json");
         return NULL;
     }
-    PyObject *owner = PySequence_Tuple(payloads);
-    if (!owner) return NULL;
-    Py_ssize_t count = PyTuple_GET_SIZE(owner);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!PyBytes_Check(PyTuple_GET_ITEM(owner, i))) {
-            Py_DECREF(owner);
-            PyErr_SetString(PyExc_TypeError, "payloads must be bytes");
+    PyObject *owner; /* what the pieces point into, for the run to hold */
+    Py_ssize_t count = 0;
+    Piece *pieces = NULL;
+    if (offsets) {
+        if (joined_pieces(payloads, offsets, &pieces, &count) < 0) {
+            PyMem_Free(pieces);
             return NULL;
+        }
+        owner = Py_NewRef(payloads);
+    } else {
+        if (!PyList_Check(payloads)) {
+            PyErr_SetString(PyExc_TypeError, "payloads must be a list of bytes");
+            return NULL;
+        }
+        owner = PySequence_Tuple(payloads);
+        if (!owner) return NULL;
+        count = PyTuple_GET_SIZE(owner);
+        pieces = PyMem_Malloc((size_t)(count + 1) * sizeof(Piece));
+        for (Py_ssize_t i = 0; pieces && i < count; i++) {
+            PyObject *payload = PyTuple_GET_ITEM(owner, i);
+            if (!PyBytes_Check(payload)) {
+                Py_DECREF(owner);
+                PyMem_Free(pieces);
+                PyErr_SetString(PyExc_TypeError, "payloads must be bytes");
+                return NULL;
+            }
+            pieces[i] = (Piece){(const uint8_t *)PyBytes_AS_STRING(payload),
+                                (size_t)PyBytes_GET_SIZE(payload)};
+        }
+        if (!pieces) {
+            Py_DECREF(owner);
+            return PyErr_NoMemory();
         }
     }
     if (sp->busy) {
         Py_DECREF(owner);
+        PyMem_Free(pieces);
         PyErr_SetString(PyExc_RuntimeError, "the splitter is in use by another thread");
         return NULL;
     }
     maybe_reset(sp);
     Run *run = run_new(sp, owner);
     Py_DECREF(owner);
-    if (!run) return NULL;
+    if (!run) {
+        PyMem_Free(pieces);
+        return NULL;
+    }
     Scratch scratch;
     memset(&scratch, 0, sizeof scratch);
     Buf key = {0}, others = {0}, fresh = {0}; /* (index, value) pairs of Py_ssize_t */
@@ -496,12 +583,10 @@ static PyObject *splitter_split(Splitter *sp, PyObject *args) {
     sp->busy = 1;
     Py_BEGIN_ALLOW_THREADS /* the payloads are immutable bytes the run holds */
     for (Py_ssize_t i = 0; i < count && !bail; i++) {
-        PyObject *payload = PyTuple_GET_ITEM(owner, i);
         int32_t shape;
         int is_new;
-        int r = split_response(sp, run, &scratch, &key,
-                               (const uint8_t *)PyBytes_AS_STRING(payload),
-                               (size_t)PyBytes_GET_SIZE(payload), (size_t)i, &shape, &is_new);
+        int r = split_response(sp, run, &scratch, &key, pieces[i].p, pieces[i].n, (size_t)i,
+                               &shape, &is_new);
         Py_ssize_t pair[2] = {i, 0};
         if (r < 0) {
             bail = 1;
@@ -516,6 +601,7 @@ static PyObject *splitter_split(Splitter *sp, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     sp->busy = 0;
+    PyMem_Free(pieces);
     scratch_free(&scratch);
     buf_free(&key);
     if (others.failed || fresh.failed) bail = 1;
@@ -637,8 +723,10 @@ static PyObject *splitter_shapes(Splitter *sp, void *closure) {
 
 static PyMethodDef splitter_methods[] = {
     {"split", (PyCFunction)splitter_split, METH_VARARGS,
-     "split(payloads) -> Run | None: serialized GetFlowsResponse messages into per-row values "
-     "and shapes; None when the reference must decode them."},
+     "split(payloads) or split(parts, offsets) -> Run | None: serialized GetFlowsResponse "
+     "messages (a list of bytes, or laid end to end in a tuple of bytes, payload j of part k "
+     "at parts[k][offsets[k][j]:offsets[k][j + 1]], offsets a tuple of int64 buffers) into "
+     "per-row values and shapes; None when the reference must decode them."},
     {"split_json", (PyCFunction)splitter_split_json, METH_VARARGS,
      "split_json(block) -> Run | None: jsonpb lines likewise."},
     {"reset", (PyCFunction)splitter_reset, METH_NOARGS,

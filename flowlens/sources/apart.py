@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flowlens.errors import RelayError
+from flowlens.sources.native import Joined
 
 __all__ = ["BUFFER_BYTES", "Child", "Sender", "can_fork"]
 
@@ -122,26 +123,29 @@ class Child:
         self._pipe = open(read, "rb", buffering=_PIPE_BYTES)  # noqa: SIM115 (closed by close)
         self.result: Any = None
 
-    def runs(self, size: int, on_event: Callable[[str], None]) -> Iterator[list[bytes]]:
-        """The payloads the child sends, in runs of `size` (the last one shorter); its events
-        to `on_event`; its exception raised here. The child's result is then in `result`."""
-        run: list[bytes] = []
+    def runs(self, size: int, on_event: Callable[[str], None]) -> Iterator[Joined]:
+        """The payloads the child sends, in runs of `size` (the last one shorter; the child
+        sends each run in records that end where it ends); its events to `on_event`; its
+        exception raised here. The child's result is then in `result`."""
+        parts: list[tuple[bytes, array[int]]] = []
+        held = 0
         while True:
             kind, length = _RECORD.unpack(self._read(_RECORD.size))
             body = self._read(length)
             if kind == _RUN:
-                run.extend(_payloads(body))
-                while len(run) >= size:
-                    yield run[:size]
-                    run = run[size:]
+                parts.append(_payloads(body))
+                held += len(parts[-1][1]) - 1
+                if held >= size:
+                    yield Joined(parts)
+                    parts, held = [], 0
             elif kind == _EVENT:
                 on_event(body.decode("utf-8"))
             elif kind == _ERROR:
                 raise pickle.loads(body)
             else:
                 self.result = pickle.loads(body)
-                if run:
-                    yield run
+                if parts:
+                    yield Joined(parts)
                 return
 
     def _read(self, size: int) -> bytes:
@@ -159,13 +163,14 @@ class Child:
             os.waitpid(self.pid, 0)
 
 
-def _payloads(body: bytes) -> list[bytes]:
+def _payloads(body: bytes) -> tuple[bytes, array[int]]:
+    """A record's payloads where they are in it (after their count and lengths): the record
+    and their offsets, as `Joined` takes a part."""
     (count,) = _COUNT.unpack_from(body)
     lengths = array("I")
     start = _COUNT.size + lengths.itemsize * count
     lengths.frombytes(body[_COUNT.size:start])
-    return [body[a:b] for a, b in itertools.pairwise(itertools.accumulate(lengths,
-                                                                          initial=start))]
+    return body, array("q", itertools.accumulate(lengths, initial=start))
 
 
 def _run_child(work: Callable[[Sender], Any], fd: int) -> None:

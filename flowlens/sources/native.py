@@ -13,14 +13,17 @@ tests hold the two paths against each other, on hostile input too.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from flowlens import _hubble as H
 from flowlens._lazy import lazy
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 else:
     np, pa, pc = lazy("numpy"), lazy("pyarrow"), lazy("pyarrow.compute")
 
-__all__ = ["PER_ROW", "NativeRun", "Shapes", "message_index", "native"]
+__all__ = ["PER_ROW", "Joined", "NativeRun", "Shapes", "message_index", "native"]
 
 _SOURCES = Path(__file__).resolve().parents[1] / "_native"
 
@@ -309,6 +312,39 @@ class Shapes:
             if value is not None:
                 counts[str(value)] = counts.get(str(value), 0) + n
         return counts
+
+
+class Joined(Sequence[bytes]):
+    """Payloads laid end to end in parts (bytes objects), payload j of part k at
+    `parts[k][offsets[k][j]:offsets[k][j + 1]]` (as a child receiving them sends them,
+    `flowlens.sources.apart`): the splitter reads them in place, without a bytes object per
+    payload."""
+
+    __slots__ = ("_ends", "offsets", "parts")
+
+    def __init__(self, parts: Sequence[tuple[bytes, array[int]]]) -> None:
+        assert all(o.typecode == "q" and len(o) >= 1 for _, o in parts)
+        self.parts = tuple(data for data, _ in parts)
+        self.offsets = tuple(offsets for _, offsets in parts)
+        self._ends = list(itertools.accumulate(len(o) - 1 for o in self.offsets))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError("no such payload")
+        index %= len(self)
+        part = bisect.bisect_right(self._ends, index)
+        at = index - (self._ends[part - 1] if part else 0)
+        offsets = self.offsets[part]
+        return self.parts[part][offsets[at]:offsets[at + 1]]
 
 
 class NativeRun:

@@ -14,7 +14,7 @@ decodes the same captures both ways and compares the frames.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2
 from flowlens._proto.relay import relay_pb2
 from flowlens.sources.batch import FlowBatch, paused_gc
-from flowlens.sources.native import NativeRun, Shapes, native
+from flowlens.sources.native import Joined, NativeRun, Shapes, native
 
 if TYPE_CHECKING:
     import numpy as np
@@ -264,7 +264,8 @@ class ProtoDecoder:
         self._fast_bad: set[int] = set()  # the same, among the fast path's shapes
         self._fast_generation: Any = None
 
-    def decode(self, payloads: list[bytes], *, keep_payloads: bool = False) -> DecodedBatch:
+    def decode(self, payloads: Sequence[bytes], *, keep_payloads: bool = False
+               ) -> DecodedBatch:
         """Decode one run of serialized responses."""
         if self._fast is not None:
             decoded = self._decode_fast(self._fast, payloads, keep_payloads)
@@ -277,11 +278,12 @@ class ProtoDecoder:
         with paused_gc():
             return self._decode(payloads, keep_payloads)
 
-    def _decode_fast(self, shapes: Shapes, payloads: list[bytes],
+    def _decode_fast(self, shapes: Shapes, payloads: Sequence[bytes],
                      keep_payloads: bool) -> DecodedBatch | None:
         """The run split in C, each new shape decoded by the reference; None when the
         reference must decode the whole run."""
-        run = shapes.splitter.split(payloads)
+        run = shapes.splitter.split(payloads.parts, payloads.offsets) \
+            if isinstance(payloads, Joined) else shapes.splitter.split(payloads)
         if run is None or not shapes.learn(run, lambda index: shape_columns(payloads[index])):
             return None
         if self._out_of_range(run, payloads):
@@ -308,7 +310,7 @@ class ProtoDecoder:
         return DecodedBatch(None, node_status, kept, run.newest,
                             NativeRun(shapes, run, lost, full))
 
-    def _out_of_range(self, run: Any, payloads: list[bytes]) -> bool:
+    def _out_of_range(self, run: Any, payloads: Sequence[bytes]) -> bool:
         """Whether a flow of the fast path's run has a shared value the frame cannot hold (the
         C code leaves runs with such per-flow values to the reference itself)."""
         if run.generation != self._fast_generation:  # the splitter started over
@@ -320,7 +322,7 @@ class ProtoDecoder:
         return bool(self._fast_bad) and any(shape in self._fast_bad
                                             for shape, _ in run.shape_counts())
 
-    def _decode(self, payloads: list[bytes], keep_payloads: bool) -> DecodedBatch:
+    def _decode(self, payloads: Sequence[bytes], keep_payloads: bool) -> DecodedBatch:
         # One long loop on purpose: this is the hot path (see the module docstring). The fields
         # that differ from flow to flow are read, then cleared; the rest, serialized, is the
         # flow's shape key.

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,7 @@ SERVER_ENV = "HUBBLE_SERVER"
 UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
 PATIENCE = 30.0  # seconds a bounded read waits for a relay that went away to come back
 RUN_SIZE = 5_000  # flows decoded (and printed) together
-_APART_RUN = 1_000  # flows a receiving child sends together (about the pipe's size)
+_APART_RECORD = 2_000  # flows a receiving child writes together
 
 # Status codes (by name) after which a stream is reopened.
 RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED",
@@ -534,11 +534,12 @@ class FlowStream:
         elif self._channel is None:
             self.connect()
         try:
+            runs: Iterable[Sequence[bytes]]
             if child is not None:
                 runs = child.runs(self.run_size, self.on_event)
             else:
                 runs = self._threaded_runs() if self.request.follow else \
-                    self._inline_runs(self.run_size)
+                    self._inline_runs()
             for run in runs:
                 yield self._decode(run)
             if child is not None:
@@ -550,15 +551,24 @@ class FlowStream:
             self.close()
 
     def _receive_apart(self, sender: _apart.Sender) -> tuple[int, int]:
-        """The child's work: the stream to the parent in small runs (the parent makes them
-        `run_size` again); its counts of reconnects and repeats."""
+        """The child's work: the stream to the parent, in records of at most _APART_RECORD
+        flows that end where each run of `run_size` ends (bigger ones would cost page faults
+        on both sides); its counts of reconnects and repeats."""
         self.on_event = sender.send_event
         self.connect()
-        for run in self._inline_runs(_APART_RUN):
-            sender.send_run(run)
+        record: list[bytes] = []
+        in_run = 0  # flows of the current run sent
+        for payload in self._payloads():
+            record.append(payload)
+            if len(record) == _APART_RECORD or in_run + len(record) == self.run_size:
+                sender.send_run(record)
+                in_run = (in_run + len(record)) % self.run_size
+                record = []
+        if record:
+            sender.send_run(record)
         return self.stats.reconnects, self.stats.duplicates
 
-    def _decode(self, run: list[bytes]) -> DecodedBatch:
+    def _decode(self, run: Sequence[bytes]) -> DecodedBatch:
         decoded = self._decoder.decode(run, keep_payloads=self.keep_payloads)
         self._count(decoded)
         return decoded
@@ -577,11 +587,11 @@ class FlowStream:
                 for key, n in decoded.counts(name).items():
                     counts[key] = counts.get(key, 0) + n
 
-    def _inline_runs(self, size: int) -> Iterator[list[bytes]]:
+    def _inline_runs(self) -> Iterator[list[bytes]]:
         run: list[bytes] = []
         for payload in self._payloads():
             run.append(payload)
-            if len(run) >= size:
+            if len(run) >= self.run_size:
                 yield run
                 run = []
         if run:
