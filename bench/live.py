@@ -50,6 +50,7 @@ class Run:
     seconds: float
     peak_rss: int  # bytes
     others: float  # CPUs other processes kept busy meanwhile
+    children_rss: int = 0  # bytes: the peak of the processes it started (report's receiver)
 
 
 def _free_port() -> int:
@@ -62,7 +63,7 @@ def run(argv: list[str], stdout: Path | None, servers: list[int],
         env: dict[str, str] = ENV) -> Run:
     """One timed run: seconds, peak RSS, and the CPUs others kept busy (not it, not our
     servers)."""
-    peak = [0]
+    peak, children = [0], [0]
     busy0 = busy_seconds()
     ours0 = sum(map(cpu_seconds, servers))
     start = time.perf_counter()
@@ -75,6 +76,8 @@ def run(argv: list[str], stdout: Path | None, servers: list[int],
                 value = _status(proc.pid, "VmHWM")
                 if value:
                     peak[0] = max(peak[0], value)
+                children[0] = max([children[0], *(_status(child, "VmHWM") or 0
+                                                  for child in _children(proc.pid))])
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -87,7 +90,15 @@ def run(argv: list[str], stdout: Path | None, servers: list[int],
         raise SystemExit(f"{argv[:4]} failed with status {proc.returncode}")
     child_cpu = usage.ru_utime + usage.ru_stime
     others = busy_seconds() - busy0 - child_cpu - (sum(map(cpu_seconds, servers)) - ours0)
-    return Run(elapsed, peak[0], max(others, 0.0) / elapsed)
+    return Run(elapsed, peak[0], max(others, 0.0) / elapsed, children[0])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
 
 
 def alternate(name_a: str, a: list[str], name_b: str, b: list[str], rounds: int,
@@ -184,9 +195,11 @@ def live(args: argparse.Namespace, tmp: Path) -> None:
         if fmt == "report":
             t, rss, load = median(runs["report"])
             base = median(runs["tail"])[0]
+            child = max(r.children_rss for r in runs["report"])
             print(f"  report --format json  {t:6.2f} s  {rss / MB:7.0f} MB   {load:4.1f}   "
                   f"{t / base:.2f}x tail -o compact ({base:.2f} s; target <= 1.2: "
-                  f"{_verdict(t <= 1.2 * base)})")
+                  f"{_verdict(t <= 1.2 * base)}); its receiving child's peak RSS "
+                  f"{child / MB:.0f} MB")
             continue
         t, rss, load = median(runs["flowlens"])
         line = f"  tail -o {fmt:8s}      {t:6.2f} s  {rss / MB:7.0f} MB   {load:4.1f}"
