@@ -529,13 +529,13 @@ class FlowStream:
         if self.apart and not self.request.follow and self._channel is None and \
                 _apart.can_fork():
             child = _apart.Child(self._receive_apart)
-            if self.meanwhile is not None:
-                self.meanwhile()
         elif self._channel is None:
             self.connect()
         try:
             runs: Iterable[Sequence[bytes]]
             if child is not None:
+                if self.meanwhile is not None:
+                    self.meanwhile()
                 runs = child.runs(self.run_size, self.on_event)
             else:
                 runs = self._threaded_runs() if self.request.follow else \
