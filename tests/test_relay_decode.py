@@ -288,3 +288,20 @@ def test_l7_records_without_a_type_are_labelled_as_hubble_labels_them(tmp_path: 
     for df in (flowlens.read(path), frame.build(decode_responses(payloads))):
         assert list(df["event"].astype(str)) == ["http-unknown_l7_type", "l7-unknown_l7_type",
                                                  "dns-unknown_l7_type "]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_lost_events_at_times_a_frame_cannot_hold_are_bad_records(fast: bool) -> None:
+    """A lost-event record dated past 2262 (or before 1677) is skipped and named, as a flow
+    would be; the frame is built from the rest."""
+    from flowlens.sources.proto import ProtoDecoder
+
+    lost = observer_pb2.GetFlowsResponse()
+    lost.lost_events.num_events_lost = 3
+    lost.time.seconds = 2**40
+    flow = response_from_dict({"flow": {"time": "2024-01-01T00:00:00Z", "verdict": "DROPPED"}})
+    decoded = ProtoDecoder(fast=fast).decode([lost.SerializeToString(),
+                                              flow.SerializeToString()])
+    assert decoded.bad == ["lost events: time is outside 1677-09-21 to 2262-04-11"]
+    df = frame.build(decoded.batch)
+    assert len(df) == 1 and len(lost_events(df)) == 0

@@ -27,7 +27,7 @@ from flowlens.render.jsonpb import encode_response_bytes
 from flowlens.sources.camel import to_proto_names
 from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened
 from flowlens.sources.native import NativeRun, Shapes
-from flowlens.sources.proto import lost_event, shape_columns, shape_problem
+from flowlens.sources.proto import lost_event, lost_problem, shape_columns, shape_problem
 from flowlens.sources.protodict import message_to_dict, response_from_dict
 
 __all__ = ["MOST", "Tail", "tail_runs"]
@@ -122,7 +122,7 @@ class _Splitter:
         run = self.shapes.splitter.split_json(block)
         if run is None or not self.shapes.learn(run, lambda at: _shape_values(block, at)):
             raise _Unusable
-        lost = [lost_event(_message(block[start:end]), before)
+        lost = [_lost_event(_message(block[start:end]), before)
                 for start, end, before in run.others]
         if self.whole_messages:
             for row in range(run.rows):
@@ -194,6 +194,12 @@ def _message(line: bytes) -> Any:
     if again != record:
         raise _Unusable
     return message
+
+
+def _lost_event(message: Any, position: int) -> dict[str, Any]:
+    if lost_problem(message) is not None:
+        raise _Unusable
+    return lost_event(message, position)
 
 
 def _shape_values(block: bytes, at: tuple[int, int]) -> dict[str, Any]:

@@ -295,6 +295,8 @@ class ProtoDecoder:
             r = _Response.FromString(payloads[index])
             kind = r.WhichOneof("response_types")
             if kind == "lost_events":
+                if lost_problem(r) is not None:
+                    return None  # the reference skips it as a bad record
                 lost.append(lost_event(r, position))
                 continue
             if kind == "node_status":
@@ -349,6 +351,10 @@ class ProtoDecoder:
             kind = "flow" if payload[:1] == b"\n" else r.WhichOneof("response_types")
             if kind != "flow":
                 if kind == "lost_events":
+                    why = lost_problem(r)
+                    if why is not None:
+                        bad.append(why)
+                        continue
                     lost.append(lost_event(r, row))
                     if kept is not None:
                         kept.append(payload)
@@ -531,6 +537,16 @@ def _l7(l7: Any, row: int, sparse: dict[str, list[tuple[int, Any]]]) -> tuple[An
             sparse["dns_rcode"].append((row, dns.rcode))
     # An L7 record without a type is labelled with the type's zero name, as hubble does.
     return (record, l7type or "UNKNOWN_L7_TYPE", dns_source)
+
+
+def lost_problem(r: Any) -> str | None:
+    """Why a lost-event record's times do not fit the frame's, if they do not."""
+    ev = r.lost_events
+    for ts, given in ((r.time, r.HasField("time")), (ev.first, ev.HasField("first")),
+                      (ev.last, ev.HasField("last"))):
+        if given and not _MIN_NS <= _timestamp_ns(ts) <= _MAX_NS:
+            return "lost events: time is outside 1677-09-21 to 2262-04-11"
+    return None
 
 
 def lost_event(r: Any, position: int) -> dict[str, Any]:
