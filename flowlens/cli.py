@@ -23,7 +23,7 @@ from flowlens.cli_live import counted
 from flowlens.errors import FlowlensError, RelayError, UsageError
 from flowlens.frame import build_all, take
 from flowlens.load import ReadOptions, iter_batches, load
-from flowlens.render.sink import STDOUT, replaced, to_stdout, written
+from flowlens.render.sink import bytes_to_stdout, replaced, to_stdout
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import (
     DEFAULT_MAX_LINE,
@@ -272,9 +272,7 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
                                    time_format=time_format, node_name=print_node_name,
                                    policy_names=print_policy_names, numeric=numeric)
         if text is not None:
-            with written(STDOUT):
-                sys.stdout.buffer.write(text)
-                sys.stdout.flush()
+            bytes_to_stdout(text)
             return
     render = functools.partial(_render, fmt=fmt, time_format=time_format,
                                node_name=print_node_name, policy_names=print_policy_names,

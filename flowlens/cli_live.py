@@ -18,7 +18,7 @@ from flowlens import frame as _frame
 from flowlens._lazy import lazy
 from flowlens.errors import UsageError
 from flowlens.load import ReadOptions
-from flowlens.render.sink import STDOUT, LineFile, to_stdout, written
+from flowlens.render.sink import LineFile, bytes_to_stdout, to_stdout
 from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection
 
 if TYPE_CHECKING:
@@ -197,12 +197,8 @@ class _Printer:
             if self.save is not None and lines is not None:
                 for line in lines:  # one flush per line: a killed process loses one at most
                     self.save.write(line)
-            with written(STDOUT):
-                if self.render.fmt == "jsonpb" and lines is not None:
-                    sys.stdout.buffer.write(b"".join(lines))
-                else:
-                    sys.stdout.buffer.write(self._text(decoded))
-                sys.stdout.flush()
+            bytes_to_stdout(b"".join(lines) if self.render.fmt == "jsonpb" and lines is not None
+                            else self._text(decoded))
             if self.status:
                 self.status.update()
 
@@ -239,9 +235,7 @@ class _Printer:
         else:
             merged = _proto.merge_batches([d.batch for d in self.held])
             text = "".join(self.render.reference(_frame.build(merged))).encode()
-        with written(STDOUT):
-            sys.stdout.buffer.write(text)
-            sys.stdout.flush()
+        bytes_to_stdout(text)
 
     def tick(self) -> None:
         if self.status:

@@ -53,6 +53,13 @@ def to_stdout(chunks: Iterable[str]) -> None:
         sys.stdout.flush()
 
 
+def bytes_to_stdout(data: bytes) -> None:
+    """Write bytes (text already encoded) to stdout and flush it, as `to_stdout`."""
+    with written(STDOUT):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
 @contextmanager
 def replaced(path: str | Path) -> Iterator[str]:
     """A temporary path beside `path` to write to; moved over `path` when the block ends
