@@ -267,6 +267,26 @@ def test_since_reaching_before_the_relay_holds_flows_says_so(lab_relay: str) -> 
     assert "the relay holds flows from 2026-07-01 08:00:03.200 on: this report covers" in text
 
 
+@pytest.mark.parametrize(("since", "reads"), [(None, 1), ("365d", 3)])
+def test_the_relays_time_range_is_asked_only_of_a_window_short_of_everything(
+        lab_relay: str, monkeypatch: pytest.MonkeyPatch, since: str | None, reads: int) -> None:
+    """A window of every flow the relay holds is its time range; any other asks two more
+    one-flow requests (the oldest and the newest flow)."""
+    import flowlens.live as live
+    from flowlens.filters import Filters
+    from flowlens.sources.relay import Connection
+
+    asked: list[Filters] = []
+    read = live._read
+    monkeypatch.setattr(live, "_read", lambda conn, filters, *a, **k: (
+        asked.append(filters), read(conn, filters, *a, **k))[1])
+    window = live.read_window(Connection(lab_relay), Filters(since=since))
+    assert len(asked) == reads
+    lab = pd.Timestamp("2026-07-01T08:00:03.200", tz="UTC")
+    assert window.held[0] is not None and window.held[0].floor("ms") == lab
+    assert window.held == (window.flows["time"].min(), window.flows["time"].max())
+
+
 def test_an_empty_relay_answer_names_the_relays_time_range(lab_relay: str) -> None:
     result = run("--server", lab_relay, "--since", "1h")
     assert result.exit_code == 0
