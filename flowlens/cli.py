@@ -554,9 +554,14 @@ def _relay_window(connection: Connection, filters: _filters.Filters,
                          f"{connection.server} (--server, $HUBBLE_SERVER): {exc}") from None
 
 
+# More rows than any top list has; a count beyond is refused, not carried into the JSON.
+MAX_TOP = 1_000_000
+
+
 def _top(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"invalid value {text!r} for --top: want a count >= 1")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TOP:
+        raise UsageError(f"invalid value {text!r} for --top: want a count from 1 to "
+                         f"{MAX_TOP:,}")
     return int(text)
 
 

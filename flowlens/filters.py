@@ -35,6 +35,7 @@ import click
 from flowlens import _hubble as H
 from flowlens._lazy import lazy
 from flowlens.errors import UsageError
+from flowlens.sources.timerange import TIME_RANGE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -1056,6 +1057,9 @@ def parse_time(text: str, anchor: datetime | pd.Timestamp, *, flag: str = "since
         raise UsageError(
             f"invalid value {text!r} for --{flag}: want a duration like 5m, 1h30m or 2d, or a "
             "time like 2024-01-26, 2024-01-26T09:07:03Z or 'Fri, 26 Jan 2024 09:07:03 +0000'")
+    if not pd.Timestamp.min <= stamp.tz_localize(None) <= pd.Timestamp.max:  # (as UTC)
+        raise UsageError(f"invalid value {text!r} for --{flag}: out of range (times from "
+                         f"{TIME_RANGE})")
     return stamp
 
 

@@ -38,7 +38,20 @@ CASES = [
     (["relay", LAB, "--speed", "0.0001"], "invalid value '0.0001' for --speed"),
     (["relay", LAB, "--speed", "nan"], "invalid value 'nan' for --speed"),
     (["relay", LAB, "--listen", ":99999"], "invalid value ':99999' for --listen"),
+    (["report", LAB, "--top", "99999999999999999999", "--format", "json"],
+     "invalid value '99999999999999999999' for --top: want a count from 1 to 1,000,000"),
+    (["report", LAB, "--top", "0"], "invalid value '0' for --top: want a count from 1"),
 ]
+# Times the frame cannot hold, absolute, in every command that takes a window: from files,
+# a store, and a relay (refused before connecting).
+CASES += [([*command, flag, value], f"invalid value {value!r} for {flag}: out of range (times "
+           "from 1677-09-21 to 2262-04-11)")
+          for command in (["tail", "--input-file", LAB], ["report", LAB, "--format", "json"],
+                          ["policy", "check", str(ROOT / "samples" / "policies"), LAB],
+                          ["tail", "--server", "localhost:1"])
+          for flag, value in (("--since", "1677-01-01T00:00:00Z"), ("--since", "0001-01-01"),
+                              ("--until", "9999-12-31T23:59:59Z"),
+                              ("--until", "Fri, 11 Apr 2262 23:47:17 +0000"))]
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a[:1] + a[-2:])
@@ -71,3 +84,9 @@ def test_values_at_the_limits_are_taken() -> None:
                                        "--time-format", "rfc3339nano"])
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("2026-07-01T08:")
+    # The first and last whole seconds the frame holds are taken.
+    result = CliRunner().invoke(main, ["report", LAB, "--format", "json", "--top", "1000000",
+                                       "--since", "1677-09-21T00:12:44Z",
+                                       "--until", "2262-04-11T23:47:16Z"])
+    assert result.exit_code == 0, result.stderr
+    assert '"flows": 3230' in result.stdout

@@ -310,7 +310,9 @@ def _covered(since: pd.Timestamp | None, until: pd.Timestamp | None,
         return None
     if held_from is None:
         return 0.0
-    return float(min(max((until - max(since, held_from)) / (until - since), 0.0), 1.0))
+    # In integer nanoseconds: a window of more than 292 years overflows a Timedelta.
+    after = until.value - max(since, held_from).value
+    return float(min(max(after / (until.value - since.value), 0.0), 1.0))
 
 
 def _with_lost(df: pd.DataFrame, rows: np.ndarray, since: pd.Timestamp | None,

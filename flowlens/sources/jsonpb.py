@@ -30,6 +30,7 @@ from flowlens.sources.camel import flow_to_proto_names, lost_event_to_proto_name
 from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, is_stream, too_long
 from flowlens.sources.native import Shapes, native
 from flowlens.sources.protodict import response_from_dict
+from flowlens.sources.timerange import TIME_RANGE as _TIME_RANGE
 
 _S = pa.string()
 _I = pa.int64()
@@ -399,7 +400,6 @@ _UINT64_TEXT = (
 )
 _TIMES = ((("lost_events", "first"), "lost-event first"),
           (("lost_events", "last"), "lost-event last"))
-_TIME_RANGE = "1677-09-21 to 2262-04-11"  # what datetime64[ns] holds
 
 
 def _problem(table: pa.Table) -> str | None:

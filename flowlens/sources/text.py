@@ -57,6 +57,7 @@ from flowlens.sources.batch import FlowBatch, ReadReport, paused_gc
 from flowlens.sources.files import DEFAULT_MAX_LINE, LineBlocks, Opened, too_long
 from flowlens.sources.native import native
 from flowlens.sources.timerange import MAX_YEAR, MIN_YEAR, check_year
+from flowlens.sources.timerange import TIME_RANGE as _TIME_RANGE
 
 __all__ = ["read_text"]
 
@@ -706,7 +707,6 @@ class _Clock:
         return ns
 
 
-_TIME_RANGE = "1677-09-21 to 2262-04-11"  # what datetime64[ns] holds
 
 
 def _nanos_in(year: int, stamp: tuple[int, int, int, int, int]) -> int | None:

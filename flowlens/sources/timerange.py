@@ -8,6 +8,7 @@ from flowlens.errors import UsageError
 
 # The years whose every instant the frame's times (int64 nanoseconds) hold.
 MIN_YEAR, MAX_YEAR = 1678, 2261
+TIME_RANGE = "1677-09-21 to 2262-04-11"  # what datetime64[ns] holds
 
 
 def check_year(year: int | None) -> None:
