@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
+from shared_data import SHARED
 
 from flowlens.analyses import PANELS
 from flowlens.cli import main
@@ -362,6 +363,21 @@ def test_every_format_opens_with_the_answer(lab_json: dict[str, Any]) -> None:
     assert "counted twice" not in text and "policy-verdict event and as a drop event" in text
     md = run(LAB, "--format", "md").stdout
     assert md.index("## Who is denied") < md.index("INCOMPLETE DATA") < md.index("## Network")
+
+
+@pytest.mark.parametrize("fmt", ["text", "md"])
+def test_the_answer_of_denials_that_name_no_policy(fmt: str) -> None:
+    """Drops whose flows name no policy say the reason alone (not "by nan"), and one flow is
+    one flow."""
+    result = run(str(SHARED / "reference-renderings" / "coverage.jsonl"), "--format", fmt,
+                 "--top", "100")
+    assert result.exit_code == 0, result.output
+    answer = result.stdout.split("Who is denied")[1].split("Changes in the window")[0]
+    sentences = " ".join(answer.split()).split(" - ")[1:]
+    denials = [re.search(r"; (\d+) (flows?); (\S+?)( by .+)?\.$", s) for s in sentences]
+    assert len(denials) == 81 and all(denials) and "nan" not in answer
+    assert {(d[1] == "1", d[2]) for d in denials if d} == {(True, "flow"), (False, "flows")}
+    assert sum(d[4] is None for d in denials if d) == 50  # the reason alone
 
 
 def test_the_text_report_puts_long_time_tables_last() -> None:

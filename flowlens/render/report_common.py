@@ -224,7 +224,9 @@ def connection_text(row: Any) -> str:
 
 
 def _denied_sentence(row: Any, at: Callable[[Any], str]) -> str:
-    by = f"{row.reason} by {row.policies}" if row.policies else str(row.reason)
+    # No policy name in the flows is NA (a float NaN here, and truthy).
+    named = isinstance(row.policies, str) and row.policies
+    by = f"{row.reason} by {row.policies}" if named else str(row.reason)
     before = (f" (forwarded until {at(row.allowed_before)})"
               if not pd.isna(row.allowed_before) else "")
     if row.status == STILL_DENIED:
@@ -232,7 +234,7 @@ def _denied_sentence(row: Any, at: Callable[[Any], str]) -> str:
     else:
         when = (f"denied from {at(row.since)} to {at(row.last)}{before}, allowed again at "
                 f"{at(row.allowed_again)}")
-    return f"{connection_text(row)}: {when}; {row.flows:,} flows; {by}."
+    return f"{connection_text(row)}: {when}; {row.flows:,} flow{'s' * (row.flows != 1)}; {by}."
 
 
 def _change_sentence(row: Any, at: Callable[[Any], str]) -> str:
