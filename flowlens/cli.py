@@ -33,6 +33,7 @@ from flowlens.sources.files import (
     normalize_format,
     open_source,
     parse_size,
+    reading,
 )
 
 if TYPE_CHECKING:
@@ -311,7 +312,7 @@ def _tail_without_frame(source: str, filters: _filters.Filters, options: ReadOpt
             or normalize_format(options.input_format) not in (None, "jsonpb")):
         return None
     opened = open_source(source)
-    with contextlib.closing(opened.stream):
+    with contextlib.closing(opened.stream), reading(opened.name):
         if detect_format(opened) != "jsonpb":
             return None
         tail = _jsonpb_runs.tail_runs(opened, first=filters.first, last=filters.last,

@@ -20,6 +20,7 @@ from flowlens.sources.files import (
     is_store,
     normalize_format,
     open_source,
+    reading,
 )
 from flowlens.sources.timerange import TimeRange, check_year
 
@@ -73,12 +74,13 @@ def iter_batches(source: Source | Iterable[Source], options: ReadOptions) -> Ite
             continue
         opened = open_source(name)
         try:
-            fmt = options.input_format or detect_format(opened)
-            before = options.report.bad_lines
-            got = 0
-            for batch in _per_batch(_reader(fmt, opened, options)):
-                got += batch.size + len(batch.lost_events)
-                yield batch
+            with reading(opened.name):
+                fmt = options.input_format or detect_format(opened)
+                before = options.report.bad_lines
+                got = 0
+                for batch in _per_batch(_reader(fmt, opened, options)):
+                    got += batch.size + len(batch.lost_events)
+                    yield batch
             if got == 0 and options.report.bad_lines > before:
                 hint = "" if options.input_format is None else f" as {fmt} (check --input-format)"
                 raise InputError(f"{opened.name}: no line could be read{hint}")

@@ -129,6 +129,25 @@ def test_policy_suggest_takes_n_as_every_command_does() -> None:
     assert "kind: NetworkPolicy" in short.stdout
 
 
+# Reading it fails (EIO) although it opens: what a failing disk does to a capture.
+_FAILS_TO_READ = "/proc/self/mem"
+
+
+@pytest.mark.parametrize("argv", [
+    ("report", _FAILS_TO_READ),
+    ("tail", "--input-file", _FAILS_TO_READ),  # printed without a frame when it can be
+    ("tail", "--input-file", _FAILS_TO_READ, "--verdict", "DROPPED"),
+    ("convert", _FAILS_TO_READ, "-o", "flows.parquet"),
+    ("relay", _FAILS_TO_READ, "--listen", "127.0.0.1:0"),
+])
+def test_a_file_that_cannot_be_read_is_one_line(argv: tuple[str, ...], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(*argv)
+    assert result.exit_code == 1
+    assert result.stderr == f"flowlens: error: {_FAILS_TO_READ}: cannot read: Input/output error\n"
+
+
 def test_tail_of_a_file_names_input_file() -> None:
     result = run("tail", LAB)
     assert result.exit_code == 2

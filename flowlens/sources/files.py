@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -105,9 +106,21 @@ def open_source(name: str) -> Opened:
             raise InputError(f"{name}: cannot open: {exc.strerror}") from exc
         shown = name
     buffered: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
-    if buffered.peek(2)[:2] == _GZIP_MAGIC:
+    with reading(shown):
+        gzipped = buffered.peek(2)[:2] == _GZIP_MAGIC
+    if gzipped:
         buffered = io.BufferedReader(_CheckedGzip(shown, buffered), buffer_size=1 << 20)
     return Opened(shown, buffered, mtime)
+
+
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """An OSError while reading the source `name` (a failing disk, a file the kernel refuses
+    to read) as one InputError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
 class _CheckedGzip(gzip.GzipFile):
