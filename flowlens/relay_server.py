@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,7 +45,7 @@ from flowlens.load import ReadOptions, Source, load
 from flowlens.render.records import flow_responses, lost_responses
 from flowlens.sources.files import expand
 from flowlens.sources.protodict import response_from_dict
-from flowlens.sources.relay import read_file
+from flowlens.sources.relay import check_ca, check_key_pair, read_file
 
 __all__ = [
     "HEALTH_SERVICE", "MAX_REQUEST_FILTERS", "MAX_REQUEST_VALUES", "MAX_VALUE_LENGTH",
@@ -631,19 +630,10 @@ def _check_tls(tls: ServerTLS) -> tuple[bytes, bytes, bytes | None]:
     cert = read_file(tls.cert_file, "--tls-cert file")
     key = read_file(tls.key_file, "--tls-key file")
     ca = read_file(tls.client_ca_file, "--tls-client-ca file") if tls.client_ca_file else None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        # A password callback: an encrypted key fails here instead of prompting.
-        context.load_cert_chain(tls.cert_file, tls.key_file, password=lambda: "")
-    except ssl.SSLError as exc:
-        raise UsageError(f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}: not a PEM "
-                         f"certificate and its unencrypted key{_reason(exc)}") from None
+    check_key_pair(tls.cert_file, tls.key_file,
+                   f"--tls-cert {tls.cert_file} and --tls-key {tls.key_file}")
     if tls.client_ca_file:
-        try:
-            context.load_verify_locations(tls.client_ca_file)
-        except ssl.SSLError as exc:
-            raise UsageError(f"--tls-client-ca {tls.client_ca_file}: not a PEM CA certificate"
-                             f"{_reason(exc)}") from None
+        check_ca(tls.client_ca_file, "--tls-client-ca")
     return cert, key, ca
 
 
@@ -653,10 +643,6 @@ def check_serving(listen: str, tls: ServerTLS | None) -> None:
     _check_free(listen)
     if tls is not None:
         _check_tls(tls)
-
-
-def _reason(exc: ssl.SSLError) -> str:
-    return f" ({exc.reason.lower().replace('_', ' ')})" if exc.reason else ""
 
 
 def _bind(server: Any, listen: str, tls: ServerTLS | None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -213,3 +215,29 @@ def test_missing_certificate_file_is_a_usage_error(tls_relay: str, tmp_path: Pat
     result, _ = _tail("--server", tls_relay, "--tls-ca-cert-files", str(tmp_path / "nope.pem"))
     assert result.exit_code == 2
     assert "nope.pem" in result.stderr
+
+
+def test_a_ca_file_that_is_no_certificate_is_one_line(tls_relay: str, pki: Pki) -> None:
+    """The key given where the CA goes: one line naming the flag and the file, before
+    connecting (grpc would log four lines of its own on stderr, then fail each connection)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowlens", "tail", "--server", tls_relay, "--last", "1",
+         "--tls-ca-cert-files", f"{pki.ca},{pki.client_key}"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == (f"flowlens: error: --tls-ca-cert-files {pki.client_key}: not a PEM "
+                           "CA certificate (no certificate or crl found)\n")
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_a_client_key_that_is_not_the_certificates_is_one_line(mtls_relay: str, pki: Pki,
+                                                               swap: bool) -> None:
+    cert, key = (pki.client_key, pki.client_cert) if swap else (pki.client_cert, pki.server_key)
+    result, _ = _tail("--server", mtls_relay, "--tls-ca-cert-files", str(pki.ca),
+                      "--tls-server-name", SERVER_NAME, "--tls-client-cert-file", str(cert),
+                      "--tls-client-key-file", str(key))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"flowlens: error: --tls-client-cert-file {cert} and --tls-client-key-file {key}: not a "
+        "PEM certificate and its unencrypted key")
+    assert result.stderr.count("\n") == 1

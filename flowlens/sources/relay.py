@@ -113,14 +113,48 @@ def read_file(path: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def check_key_pair(cert_file: str, key_file: str, flags: str) -> None:
+    """UsageError naming `flags` unless the files are a PEM certificate and its unencrypted
+    key (grpc would log its complaint on stderr and fail each connection)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        # A password callback: an encrypted key fails here instead of prompting.
+        context.load_cert_chain(cert_file, key_file, password=lambda: "")
+    except ssl.SSLError as exc:
+        raise UsageError(f"{flags}: not a PEM certificate and its unencrypted key"
+                         f"{_ssl_reason(exc)}") from None
+
+
+def check_ca(path: str, flag: str) -> None:
+    """UsageError naming `flag` and the file unless it holds PEM CA certificates."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(path)
+    except ssl.SSLError as exc:
+        raise UsageError(f"{flag} {path}: not a PEM CA certificate{_ssl_reason(exc)}") from None
+
+
+def _ssl_reason(exc: Any) -> str:
+    return f" ({exc.reason.lower().replace('_', ' ')})" if exc.reason else ""
+
+
 def _credentials(conn: Connection) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
     if (conn.tls_client_cert_file is None) != (conn.tls_client_key_file is None):
         raise UsageError("--tls-client-cert-file and --tls-client-key-file go together")
     roots = b"".join(read_file(p, "CA certificate file") for p in conn.tls_ca_cert_files) or None
+    for path in conn.tls_ca_cert_files:
+        check_ca(path, "--tls-ca-cert-files")
     key = read_file(conn.tls_client_key_file, "client key file") if conn.tls_client_key_file \
         else None
     chain = read_file(conn.tls_client_cert_file, "client certificate file") \
         if conn.tls_client_cert_file else None
+    if conn.tls_client_cert_file and conn.tls_client_key_file:
+        check_key_pair(conn.tls_client_cert_file, conn.tls_client_key_file,
+                       f"--tls-client-cert-file {conn.tls_client_cert_file} and "
+                       f"--tls-client-key-file {conn.tls_client_key_file}")
     options: list[tuple[str, Any]] = []
     name = conn.tls_server_name
     if conn.tls_allow_insecure:
