@@ -199,6 +199,10 @@ def test_check_formats_show_what_breaks(fmt: str, marker: str,
     assert result.exit_code == 0, result.output
     assert marker in result.stdout
     assert "not-frontend" in result.stdout.split(marker, 1)[1]
+    if fmt == "text":  # a long reason is wrapped, without the space it was broken at
+        reason = result.stdout.split("reason       ", 1)[1].splitlines()
+        assert reason[0].endswith(" isolate") and reason[1].strip().startswith("default/")
+        assert not [line for line in result.stdout.splitlines() if line.endswith(" ")]
 
 
 def test_report_with_policy_gains_the_section(tmp_path: Path) -> None:

@@ -61,9 +61,10 @@ def _blocks(headers: list[str], cells: list[list[str]], width: int) -> list[str]
         if n:
             lines.append("")
         for header_, value in zip(headers, row, strict=True):
-            lines += textwrap.wrap(value, width, initial_indent=header_.ljust(indent),
-                                   subsequent_indent=" " * indent, break_on_hyphens=False,
-                                   drop_whitespace=False) or [header_]
+            wrapped = textwrap.wrap(value, width, initial_indent=header_.ljust(indent),
+                                    subsequent_indent=" " * indent, break_on_hyphens=False,
+                                    drop_whitespace=False) or [header_]
+            lines += [line.rstrip() for line in wrapped]  # the space a line was broken at
     return lines
 
 
