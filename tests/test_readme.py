@@ -135,3 +135,11 @@ def test_the_python_of_the_tour(folder: Path) -> None:
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3230", "387"]  # not-frontend: 384 denied by policy, 3 other drops
+
+
+def test_the_report_answer_shown_is_what_the_report_prints(folder: Path) -> None:
+    """The answer the README quotes under `flowlens report` is the lab's, line for line."""
+    section = README.split("### `flowlens report`\n", 1)[1].split("\n### ", 1)[0]
+    quoted = re.findall(r"\n```\n(== Who is denied.*?\n)```", section, flags=re.DOTALL)[0]
+    printed = _run("flowlens report samples/lab.jsonpb", folder).stdout
+    assert quoted in printed
