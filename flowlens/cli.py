@@ -402,7 +402,7 @@ def _colored(when: str) -> bool:
 
 
 @main.command(short_help="Convert saved flows to Parquet, CSV, JSON lines or jsonpb.")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("-o", "--output", "out", required=True, metavar="OUT",
               help="Output file: .parquet, .csv, .jsonl (frame rows) or .jsonpb (hubble-readable); "
                    "or a flow store (an existing one, or a path ending in /) to add to.")
@@ -445,7 +445,7 @@ def nodes(connection: Connection, output: str) -> None:
 
 
 @main.command(short_help="Serve saved flows as hubble-relay does.")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("--listen", default="127.0.0.1:4245", show_default=True, metavar="ADDRESS",
               help="Address to serve the Observer API on.")
 @click.option("--speed", default="max", show_default=True,

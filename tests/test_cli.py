@@ -167,6 +167,18 @@ def test_top_level_help_shows_whole_summaries() -> None:
     assert "Print saved or live flows as hubble observe does, filtered." in text
 
 
+@pytest.mark.parametrize(("argv", "usage"), [
+    (("convert",), "convert [OPTIONS] SOURCE..."), (("relay",), "relay [OPTIONS] SOURCE..."),
+    (("report",), "report [OPTIONS] [SOURCE]..."),
+    (("policy", "check"), "check [OPTIONS] POLICY.yaml... [SOURCE]..."),
+    (("policy", "suggest"), "suggest [OPTIONS] [SOURCE]...")])
+def test_every_command_names_its_sources_as_its_help_does(argv: tuple[str, ...],
+                                                          usage: str) -> None:
+    help_text = ok(*argv, "--help").stdout
+    assert help_text.splitlines()[0].endswith(usage) and "SOURCE..." in help_text
+    assert "SOURCES" not in help_text
+
+
 def test_color_as_hubble_has_it() -> None:
     argv = ("tail", "--input-file", LAB, "--verdict", "DROPPED", "--last", "1")
     plain = ok(*argv).stdout
