@@ -19,7 +19,7 @@ from flowlens import cli_live as _live
 from flowlens import cli_store as _store
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
-from flowlens.cli_live import counted
+from flowlens.cli_live import Choice, counted
 from flowlens.errors import FlowlensError, RelayError, UsageError
 from flowlens.frame import build_all, take
 from flowlens.load import ReadOptions, iter_batches, load
@@ -71,7 +71,7 @@ _FORMAT_WORDS = frozenset({*REPORT_SUFFIXES.values(), "txt", "markdown", *OUTPUT
 def input_options(f: F) -> F:
     """Flags every command that reads saved flows shares."""
     for option in reversed([
-        click.option("--input-format", type=click.Choice(FORMATS, case_sensitive=False),
+        click.option("--input-format", type=Choice(FORMATS, case_sensitive=False),
                      help="Format of the input (default: detected from content)."),
         click.option("--year", type=int,
                      help="Year of year-less timestamps (default: inferred from file time)."),
@@ -213,7 +213,7 @@ def run() -> None:
               help="Read flows from a file (plain or .gz), a folder, or - for stdin "
                    "(jsonpb, hubble text or Parquet). Repeatable.")
 @input_options
-@click.option("-o", "--output", type=click.Choice(OUTPUTS, case_sensitive=False),
+@click.option("-o", "--output", type=Choice(OUTPUTS, case_sensitive=False),
               default="compact", show_default=True, help="Output format, as hubble observe.")
 @click.option("--time-format", default="StampMilli", show_default=True,
               help="Timestamp format: StampMilli, RFC3339, RFC3339Milli, RFC3339Micro, "
@@ -223,7 +223,7 @@ def run() -> None:
 @click.option("--print-policy-names", is_flag=True,
               help="Print the policies that allowed or denied policy verdicts.")
 @click.option("--numeric", is_flag=True, help="Print IP addresses instead of names.")
-@click.option("--color", type=click.Choice(("auto", "always", "never"), case_sensitive=False),
+@click.option("--color", type=Choice(("auto", "always", "never"), case_sensitive=False),
               default="auto", show_default=True,
               help="Colour compact and dict output, as hubble: auto colours a terminal (not "
                    "with TERM=dumb or NO_COLOR set).")
@@ -428,7 +428,7 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
 
 @main.command(short_help="Show the relay's status, as hubble status.")
 @_live.connection_options
-@click.option("-o", "--output", type=click.Choice(("compact", "json"), case_sensitive=False),
+@click.option("-o", "--output", type=Choice(("compact", "json"), case_sensitive=False),
               default="compact", show_default=True, help="Output format.")
 def status(connection: Connection, output: str) -> None:
     """Show the relay's status, as `hubble status` does (flows seen/max, flows/s, nodes)."""
@@ -437,7 +437,7 @@ def status(connection: Connection, output: str) -> None:
 
 @main.command(short_help="List the nodes the relay sees.")
 @_live.connection_options
-@click.option("-o", "--output", type=click.Choice(("table", "json"), case_sensitive=False),
+@click.option("-o", "--output", type=Choice(("table", "json"), case_sensitive=False),
               default="table", show_default=True, help="Output format.")
 def nodes(connection: Connection, output: str) -> None:
     """List the nodes the relay sees (GetNodes): state, address, TLS, uptime, flows."""
@@ -660,7 +660,7 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
 @click.option("-n", "--namespace", metavar="NS", help="Only workloads in this namespace.")
 @click.option("--selector", metavar="KEY=VALUE[,...]",
               help="Only workloads whose labels match, e.g. app=backend.")
-@click.option("--direction", type=click.Choice(("ingress", "egress", "both")),
+@click.option("--direction", type=Choice(("ingress", "egress", "both")),
               default="ingress", show_default=True,
               help="Write ingress policies (who may connect to the workload), egress "
                    "policies (where it may connect to), or both.")

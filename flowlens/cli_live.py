@@ -247,6 +247,20 @@ class _Printer:
             self.status.clear()
 
 
+class Choice(click.Choice):
+    """click's Choice, a value it refuses worded as every other flag value's: `invalid value
+    'xml' for --output: want one of compact, ...` (click's own names the flag twice, quoted)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            flag = max(param.opts, key=len) if param is not None else "a flag"
+            raise click.UsageError(f"invalid value {value!r} for {flag}: want one of "
+                                   f"{', '.join(map(str, self.choices))}", ctx) from None
+
+
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """`1 flow`, `3,230 flows`: a count for a message, with thousands separators."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -16,7 +16,7 @@ import click
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
-from flowlens.cli_live import _interrupt, counted, is_tty
+from flowlens.cli_live import Choice, _interrupt, counted, is_tty
 from flowlens.errors import UsageError
 from flowlens.load import Extent, ReadOptions, plan_window
 from flowlens.sources.files import is_store
@@ -56,7 +56,7 @@ def engine_options(f: F) -> F:
     f = click.option("--scheduler", metavar="ADDRESS",
                      help="With --engine dask: the Dask scheduler (tcp://host:8786).")(f)
     return click.option(
-        "--engine", type=click.Choice(["local", "dask"], case_sensitive=False),
+        "--engine", type=Choice(["local", "dask"], case_sensitive=False),
         default="local", show_default=True,
         help="How a report over a flow store runs: here, one hourly partition at a time "
              "(local), or on the Dask cluster at --scheduler, each worker reading its own "

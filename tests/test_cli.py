@@ -294,6 +294,13 @@ def test_without_source_the_relay_tried_is_named(argv: tuple[str, ...]) -> None:
     (("tail", "--input-file", LAB, "--from-pod", ""),
      "invalid filter: a pod or service name must not be empty", "flowlens tail"),
     (("tail", LAB), "tail reads saved flows with --input-file", "flowlens tail"),
+    # A value out of a fixed list reads as every other bad value does.
+    (("tail", "--input-file", LAB, "-o", "xml"), "invalid value 'xml' for --output: want one "
+     "of compact, dict, table, tab, jsonpb, json", "flowlens tail"),
+    (("report", LAB, "--input-format", "xml"), "invalid value 'xml' for --input-format: want "
+     "one of jsonpb, compact, dict, table, parquet", "flowlens report"),
+    (("policy", "suggest", LAB, "--direction", "up"), "invalid value 'up' for --direction: want "
+     "one of ingress, egress, both", "flowlens policy suggest"),
 ])
 def test_usage_errors_are_one_line_saying_where_help_is(
         argv: tuple[str, ...], message: str, where: str) -> None:
