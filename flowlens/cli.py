@@ -35,6 +35,7 @@ from flowlens.sources.files import (
     parse_size,
     reading,
 )
+from flowlens.sources.timerange import check_year
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,7 +74,7 @@ def input_options(f: F) -> F:
     for option in reversed([
         click.option("--input-format", type=Choice(FORMATS, case_sensitive=False),
                      help="Format of the input (default: detected from content)."),
-        click.option("--year", type=int,
+        click.option("--year", metavar="YEAR", callback=lambda _c, _p, value: check_year(value),
                      help="Year of year-less timestamps (default: inferred from file time)."),
         click.option("--strict", is_flag=True,
                      help="Stop at the first unreadable line (exit status 2)."),

@@ -52,7 +52,7 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         self.input_format = normalize_format(self.input_format)
-        check_year(self.year)  # also for jsonpb, which has no use for it
+        self.year = check_year(self.year)  # also for jsonpb, which has no use for it
         self.report.strict = self.strict
 
 

@@ -28,10 +28,14 @@ CASES = [
      "port 65536 is outside 1..65535"),
     (["tail", "--input-file", LAB, "--time-format", "bogus"], "invalid value 'bogus' for "
      "--time-format: want one of StampMilli"),
-    (["tail", "--input-file", LAB, "--year", "99999"], "--year 99999: use a year from 1678 "
+    (["tail", "--input-file", LAB, "--year", "99999"], "invalid value '99999' for --year: want "
+     "a year from 1678 to 2261"),
+    (["report", LAB, "--year", "1600"], "invalid value '1600' for --year: want a year from 1678 "
      "to 2261"),
-    (["report", LAB, "--year", "1600"], "--year 1600: use a year from 1678 to 2261"),
-    (["tail", "--input-file", TEXT, "--year", "-1"], "--year -1: use a year from 1678"),
+    (["tail", "--input-file", TEXT, "--year", "-1"], "invalid value '-1' for --year: want a year "
+     "from 1678"),
+    (["convert", TEXT, "-o", "x.parquet", "--year", "last"], "invalid value 'last' for --year: "
+     "want a year from 1678 to 2261"),
     (["relay", LAB, "--speed", "inf"], "invalid value 'inf' for --speed: the factor must be "
      "from 0.001 to 1,000,000"),
     (["relay", LAB, "--speed", "1e308"], "invalid value '1e308' for --speed"),

@@ -11,10 +11,16 @@ MIN_YEAR, MAX_YEAR = 1678, 2261
 TIME_RANGE = "1677-09-21 to 2262-04-11"  # what datetime64[ns] holds
 
 
-def check_year(year: int | None) -> None:
-    """UsageError for a --year outside what the frame's times hold."""
-    if year is not None and not MIN_YEAR <= year <= MAX_YEAR:
-        raise UsageError(f"--year {year}: use a year from {MIN_YEAR} to {MAX_YEAR}")
+def check_year(year: int | str | None) -> int | None:
+    """--year as a number: UsageError for one that is not a whole number, or is outside what
+    the frame's times hold."""
+    if year is None:
+        return None
+    text = str(year).strip()
+    if not text.removeprefix("-").isdigit() or not MIN_YEAR <= int(text) <= MAX_YEAR:
+        raise UsageError(f"invalid value {str(year)!r} for --year: want a year from {MIN_YEAR} "
+                         f"to {MAX_YEAR}")
+    return int(text)
 
 
 @dataclass(frozen=True)
