@@ -465,8 +465,10 @@ SELECTION_FLAGS: tuple[SelectionFlag, ...] = (
                   "(files) or now (relay), like 5m, 1h30m, 2d, or a date/RFC 3339 time",
                   "TIME"),
     SelectionFlag("until", "Show flows until this time (same forms as --since)", "TIME"),
-    SelectionFlag("last", "Show the newest N flows (per node on a relay)", "N"),
-    SelectionFlag("first", "Show the oldest N flows", "N"),
+    SelectionFlag("last", "Show the last N flows (of files, in file order; from a relay, the "
+                  "newest N of each node)", "N"),
+    SelectionFlag("first", "Show the first N flows (of files, in file order; from a relay, the "
+                  "oldest N)", "N"),
     SelectionFlag("all", "Show all flows", takes_value=False),
     SelectionFlag("follow", "Keep showing new flows as they arrive", short="f",
                   takes_value=False),

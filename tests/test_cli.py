@@ -179,6 +179,20 @@ def test_every_command_names_its_sources_as_its_help_does(argv: tuple[str, ...],
     assert "SOURCES" not in help_text
 
 
+def test_last_and_first_count_in_file_order_as_their_help_says(tmp_path: Path) -> None:
+    """A capture joined from several nodes is not in time order: --last N is the last N lines,
+    not the newest N flows (as hubble observe --input-file has it)."""
+    help_text = " ".join(ok("tail", "--help").stdout.split())
+    assert "--last N Show the last N flows (of files, in file order;" in help_text
+    assert "--first N Show the first N flows (of files, in file order;" in help_text
+    backwards = tmp_path / "backwards.jsonpb"
+    backwards.write_text("".join(reversed(Path(LAB).read_text().splitlines(keepends=True))))
+    every = ok("tail", "--input-file", str(backwards)).stdout.splitlines(keepends=True)
+    assert every[0].startswith("Jul  1 08:29:45.881") and every[-1].startswith("Jul  1 08:00:03")
+    assert ok("tail", "--input-file", str(backwards), "--last", "2").stdout == "".join(every[-2:])
+    assert ok("tail", "--input-file", str(backwards), "--first", "2").stdout == "".join(every[:2])
+
+
 def test_color_as_hubble_has_it() -> None:
     argv = ("tail", "--input-file", LAB, "--verdict", "DROPPED", "--last", "1")
     plain = ok(*argv).stdout
