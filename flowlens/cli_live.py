@@ -16,7 +16,7 @@ import click
 from flowlens import filters as _filters
 from flowlens import frame as _frame
 from flowlens._lazy import lazy
-from flowlens.errors import UsageError
+from flowlens.errors import RelayError, UsageError
 from flowlens.load import ReadOptions
 from flowlens.render.sink import LineFile, bytes_to_stdout, to_stdout
 from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection
@@ -342,9 +342,17 @@ def _open_save(path: str | None) -> LineFile | None:
 
 
 def print_status(connection: Connection, output: str) -> None:
-    from flowlens.sources.relay import server_status
+    from flowlens.sources.relay import server_health, server_status
 
-    status = server_status(connection, timeout=max(connection.timeout, 1.0))
+    timeout = max(connection.timeout, 1.0)
+    if output == "compact":  # as hubble status: is the relay's Observer service up, then its status
+        health = server_health(connection, timeout=timeout)
+        healthy = health == "SERVING"
+        to_stdout([f"Healthcheck (via {connection.target}): "
+                   f"{'Ok' if healthy else f'Unavailable: {health}'}\n"])
+        if not healthy:
+            raise RelayError(f"relay {connection.server}: not healthy ({health})")
+    status = server_status(connection, timeout=timeout)
     if output == "json":
         to_stdout([_jsonpb.encode_message(_protodict.message_to_dict(status),
                                           "observer.ServerStatusResponse") + "\n"])

@@ -45,7 +45,7 @@ from flowlens.load import ReadOptions, Source, load
 from flowlens.render.records import flow_responses, lost_responses
 from flowlens.sources.files import expand
 from flowlens.sources.protodict import response_from_dict
-from flowlens.sources.relay import check_ca, check_key_pair, read_file
+from flowlens.sources.relay import HEALTH_SERVICE, check_ca, check_key_pair, read_file
 
 __all__ = [
     "HEALTH_SERVICE", "MAX_REQUEST_FILTERS", "MAX_REQUEST_VALUES", "MAX_VALUE_LENGTH",
@@ -53,7 +53,6 @@ __all__ = [
     "parse_listen", "parse_speed", "serve_forever",
 ]
 
-HEALTH_SERVICE = "hubble.server.Observer"
 # The Hubble API version our protos follow (spec baseline); the hubble CLI compares it with its
 # own and only warns.
 RELAY_VERSION = "1.19.4"

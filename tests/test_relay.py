@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from google.protobuf import field_mask_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from shared_data import REFERENCE_BIN
 
 import flowlens
 from flowlens import filters as F
@@ -332,12 +334,35 @@ def test_status_prints_what_hubble_status_prints(server: str) -> None:
     result = CliRunner().invoke(main, ["status", "--server", server])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "Current/Max Flows: 3,230/3,230 (100.00%)"
-    assert lines[1].startswith("Flows/s: ")
-    assert lines[2] == "Connected Nodes: 3/3"
+    assert lines[0] == f"Healthcheck (via {server}): Ok"  # the relay's gRPC health check
+    assert lines[1] == "Current/Max Flows: 3,230/3,230 (100.00%)"
+    assert lines[2].startswith("Flows/s: ")
+    assert lines[3] == "Connected Nodes: 3/3"
+    if REFERENCE_BIN is not None:
+        theirs = subprocess.run([str(REFERENCE_BIN / "hubble"), "status", "--server", server],
+                                capture_output=True, text=True, timeout=60).stdout.splitlines()
+        assert [line for line in theirs if not line.startswith("Flows/s: ")] == \
+            [line for line in lines if not line.startswith("Flows/s: ")]
     as_json = orjson.loads(CliRunner().invoke(main, ["status", "--server", server,
                                                      "-o", "json"]).stdout)
     assert as_json["num_flows"] == "3230" and as_json["num_connected_nodes"] == 3
+
+
+def test_status_of_a_relay_that_is_not_healthy(tmp_path: Path) -> None:
+    """As hubble status: the health check's answer, then one line on stderr, exit status 1."""
+    checked = health.HealthServicer()
+    checked.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(checked, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        result = CliRunner().invoke(main, ["status", "--server", f"127.0.0.1:{port}"])
+    finally:
+        server.stop(None)
+    assert result.exit_code == 1
+    assert result.stdout == f"Healthcheck (via 127.0.0.1:{port}): Unavailable: NOT_SERVING\n"
+    assert result.stderr == f"flowlens: error: relay 127.0.0.1:{port}: not healthy (NOT_SERVING)\n"
 
 
 def test_nodes_lists_every_node(server: str, lab: pd.DataFrame) -> None:

@@ -208,7 +208,8 @@ def test_status_over_mtls(mtls_relay: str, pki: Pki) -> None:
         "--tls-server-name", SERVER_NAME, "--tls-client-cert-file", str(pki.client_cert),
         "--tls-client-key-file", str(pki.client_key)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Current/Max Flows: 3,230/3,230")
+    assert result.stdout.startswith(f"Healthcheck (via {mtls_relay}): Ok\n"
+                                    "Current/Max Flows: 3,230/3,230")
 
 
 def test_missing_certificate_file_is_a_usage_error(tls_relay: str, tmp_path: Path) -> None:

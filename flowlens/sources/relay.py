@@ -46,16 +46,19 @@ else:  # loaded when a stream opens: Connection and the defaults serve the CLI's
 
 __all__ = [
     "DEFAULT_SERVER",
+    "HEALTH_SERVICE",
     "Connection",
     "FlowStream",
     "RetryPolicy",
     "StreamStats",
     "get_nodes",
     "open_channel",
+    "server_health",
     "server_status",
 ]
 
 DEFAULT_SERVER = "localhost:4245"
+HEALTH_SERVICE = "hubble.server.Observer"  # the service a relay's gRPC health check names
 SERVER_ENV = "HUBBLE_SERVER"
 UNARY_TIMEOUT = 12.0  # hubble's --request-timeout default
 PATIENCE = 30.0  # seconds a bounded read waits for a relay that went away to come back
@@ -247,27 +250,36 @@ def describe(conn: Connection, err: grpc.RpcError) -> str:
     return f"relay {conn.server}: {code.name}: {details}{hint}"
 
 
-def _unary(conn: Connection, call: Callable[[observer_pb2_grpc.ObserverStub], Any],
-           timeout: float) -> Any:
+def _unary(conn: Connection, call: Callable[[grpc.Channel], Any]) -> Any:
     channel = open_channel(conn)
     try:
-        return call(observer_pb2_grpc.ObserverStub(channel))
+        return call(channel)
     except grpc.RpcError as err:
         raise RelayError(describe(conn, err)) from None
     finally:
         channel.close()
 
 
+def server_health(conn: Connection, timeout: float = UNARY_TIMEOUT) -> str:
+    """The relay's gRPC health check of HEALTH_SERVICE, as `hubble status` asks it: the
+    status's name (SERVING, NOT_SERVING, ...); RelayError when the check fails."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    response = _unary(conn, lambda channel: health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=timeout))
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
 def server_status(conn: Connection, timeout: float = UNARY_TIMEOUT
                   ) -> observer_pb2.ServerStatusResponse:
     """ServerStatus; RelayError naming the address and status when it fails."""
-    return _unary(conn, lambda stub: stub.ServerStatus(observer_pb2.ServerStatusRequest(),
-                                                       timeout=timeout), timeout)
+    return _unary(conn, lambda channel: observer_pb2_grpc.ObserverStub(channel).ServerStatus(
+        observer_pb2.ServerStatusRequest(), timeout=timeout))
 
 
 def get_nodes(conn: Connection, timeout: float = UNARY_TIMEOUT) -> observer_pb2.GetNodesResponse:
-    return _unary(conn, lambda stub: stub.GetNodes(observer_pb2.GetNodesRequest(),
-                                                   timeout=timeout), timeout)
+    return _unary(conn, lambda channel: observer_pb2_grpc.ObserverStub(channel).GetNodes(
+        observer_pb2.GetNodesRequest(), timeout=timeout))
 
 
 @dataclass(frozen=True)
