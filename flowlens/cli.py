@@ -251,6 +251,9 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
         raise click.UsageError(f"unexpected argument {stray[0]!r}: tail reads saved flows with "
                                f"--input-file (flowlens tail --input-file {stray[0]})")
     fmt = {"tab": "table", "json": "jsonpb"}.get(output.lower(), output.lower())
+    if fmt == "table" and filters.follow:  # whatever the source, as hubble refuses it
+        raise UsageError("-o table cannot be used with --follow (a table is aligned over all "
+                         "its rows, so it is printed at the end)")
     colored = _colored(color)
     if time_format.lower() not in {name.lower() for name in H.TIME_FORMATS}:
         raise UsageError(f"invalid value {time_format!r} for --time-format: want one of "
@@ -280,8 +283,6 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
                                node_name=print_node_name, policy_names=print_policy_names,
                                numeric=numeric, color=colored)
     if filters.follow and len(input_files) == 1 and _store.is_store(input_files[0]):
-        if fmt == "table":
-            raise UsageError("-o table cannot be used with --follow")
         _store.follow_store(input_files[0], filters, options, lambda frame: render(frame, None),
                             between="------------\n" if fmt == "dict" else "")
         return

@@ -278,9 +278,6 @@ def tail_relay(connection: Connection, filters: _filters.Filters, *, fmt: str,
                color: bool, save: str | None) -> None:
     """`flowlens tail` without --input-file: stream from the relay and print as hubble does.
     Ctrl-C ends it with exit status 0 and a one-line summary on stderr."""
-    if fmt == "table" and filters.follow:
-        raise UsageError("-o table cannot be used with --follow (a table is aligned over all "
-                         "its rows, so it is printed at the end)")
     keep = fmt == "jsonpb" or save is not None
     stream = _relay.relay_stream(connection, filters, keep_payloads=keep)
     saver = _open_save(save)

@@ -148,6 +148,15 @@ def test_a_file_that_cannot_be_read_is_one_line(argv: tuple[str, ...], tmp_path:
     assert result.stderr == f"flowlens: error: {_FAILS_TO_READ}: cannot read: Input/output error\n"
 
 
+@pytest.mark.parametrize("source", [("--input-file", LAB), ("--server", "127.0.0.1:1")])
+def test_a_table_does_not_follow_whatever_the_source(source: tuple[str, ...]) -> None:
+    """As hubble refuses it: a file too (it printed the table), before reading or connecting."""
+    result = run("tail", *source, "-o", "table", "--follow")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == ("flowlens: error: -o table cannot be used with --follow (a table "
+                             "is aligned over all its rows, so it is printed at the end)\n")
+
+
 def test_tail_of_a_file_names_input_file() -> None:
     result = run("tail", LAB)
     assert result.exit_code == 2
