@@ -422,9 +422,15 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
     _check_writable(out, sources)
     df, raw = load(sources, options)
     _outputs.write_frame(df, out, raw)
-    lost = df.attrs.get("lost_events", ())
-    click.echo(f"flowlens: wrote {counted(len(df), 'flow')} and "
-               f"{counted(len(lost), 'lost-event record')} to {out}", err=True)
+    lost = len(df.attrs.get("lost_events", ()))
+    wrote = f"flowlens: wrote {counted(len(df), 'flow')}"
+    if _outputs.output_kind(out) in ("parquet", "jsonpb"):
+        click.echo(f"{wrote} and {counted(lost, 'lost-event record')} to {out}", err=True)
+    else:  # a CSV or JSON-lines row is a flow
+        left_out = (f"; the input's {counted(lost, 'lost-event record')} "
+                    f"{'is' if lost == 1 else 'are'} not in it (.parquet and .jsonpb keep "
+                    "them)") if lost else ""
+        click.echo(f"{wrote} to {out}{left_out}", err=True)
     _report_bad_lines(options.report)
 
 

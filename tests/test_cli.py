@@ -58,6 +58,16 @@ def test_convert_joins_sources_of_different_formats(tmp_path: Path) -> None:
     assert len(back) == 6460 and len(flowlens.lost_events(back)) == 6
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_convert_says_what_a_file_of_rows_leaves_out(tmp_path: Path, suffix: str) -> None:
+    """A CSV or JSON-lines row is a flow: the message does not claim lost events it dropped."""
+    out = tmp_path / f"flows{suffix}"
+    result = ok("convert", LAB, "-o", str(out))
+    assert result.stderr == (f"flowlens: wrote 3,230 flows to {out}; the input's 3 lost-event "
+                             "records are not in it (.parquet and .jsonpb keep them)\n")
+    assert "RING_BUFFER" not in out.read_text(encoding="utf-8")
+
+
 # --- one meaning of each flag --------------------------------------------------------------
 
 @pytest.mark.parametrize(("name", "fmt", "starts"), [
