@@ -657,8 +657,8 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     click.echo(f"flowlens: {counted(built.flows, 'flow')}, "
                f"{counted(len(built.policy.connections), 'connection end')}: "
                f"{summary['would_break']:,} would break, {summary['newly_allowed']:,} newly "
-               f"allowed, {summary['unknown']:,} unknown, {summary['unchanged']:,} unchanged",
-               err=True)
+               f"allowed, {summary['unknown']:,} unknown, {summary['unchanged']:,} unchanged"
+               + (f"; wrote the {fmt} check to {out}" if out is not None else ""), err=True)
     _report_bad_lines(options.report)
 
 
@@ -706,8 +706,9 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
     for note in suggestion.notes:
         click.echo(f"flowlens: note: {note}", err=True)
     _write([suggestion.yaml()], out)
-    click.echo(f"flowlens: {counted(len(suggestion.policies), 'policy', 'policies')} from "
-               f"{counted(len(df), 'flow')}", err=True)
+    click.echo(f"flowlens: {'' if out is None else 'wrote '}"
+               f"{counted(len(suggestion.policies), 'policy', 'policies')} from "
+               f"{counted(len(df), 'flow')}{'' if out is None else f' to {out}'}", err=True)
     _report_bad_lines(options.report)
 
 

@@ -83,6 +83,17 @@ def test_report_format_follows_the_file_extension(tmp_path: Path, name: str, fmt
     assert f"wrote the {fmt} report of 3,230 flows to {out}" in result.stderr
 
 
+def test_policy_commands_name_the_file_they_wrote(tmp_path: Path) -> None:
+    """As report does: the closing line on stderr says where the output went."""
+    checked, suggested = tmp_path / "check.md", tmp_path / "backend.yaml"
+    result = ok("policy", "check", str(SAMPLES / "policies"), LAB, "-o", str(checked))
+    assert result.stderr.rstrip().endswith(f"12 unchanged; wrote the md check to {checked}")
+    assert checked.read_text(encoding="utf-8").startswith("# flowlens policy check")
+    result = ok("policy", "suggest", LAB, "--selector", "app=backend", "-o", str(suggested))
+    assert result.stderr == f"flowlens: wrote 1 policy from 3,230 flows to {suggested}\n"
+    assert "kind: NetworkPolicy" in suggested.read_text(encoding="utf-8")
+
+
 def test_format_flag_wins_over_the_extension(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     ok("report", LAB, "--format", "md", "-o", str(out))
