@@ -672,9 +672,9 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
               default="ingress", show_default=True,
               help="Write ingress policies (who may connect to the workload), egress "
                    "policies (where it may connect to), or both.")
-@click.option("--since", metavar="TIME", help="Only flows since TIME (a duration such as 1h "
-              "counts back from the newest flow, or a timestamp).")
-@click.option("--until", metavar="TIME", help="Only flows until TIME.")
+@click.option("--since", metavar="TIME", help="Only flows since TIME: a duration back from the "
+              "newest flow (files) or now (relay), like 5m, 1h30m, 2d, or a date/RFC 3339 time.")
+@click.option("--until", metavar="TIME", help="Only flows until TIME (same forms as --since).")
 @click.option("-o", "--output", "out", metavar="FILE",
               help="Write the YAML to FILE (default: standard output).")
 @_store.store_option

@@ -144,6 +144,15 @@ def test_one_window_commands_take_no_follow(argv: tuple[str, ...]) -> None:
     assert "-f, --follow" in ok("tail", "--help").stdout
 
 
+def test_policy_suggest_says_since_counts_from_now_on_a_relay(relay: str) -> None:
+    """As every other command's --since help has it: from a relay a duration counts back from
+    now (a saved capture replayed at once is older than 15 minutes: nothing)."""
+    assert "(files) or now (relay)" in " ".join(ok("policy", "suggest", "--help").stdout.split())
+    result = ok("policy", "suggest", "--server", relay, "--since", "15m")
+    assert result.stderr == "flowlens: 0 policies from 0 flows\n"
+    assert "from 1,573 flows" in ok("policy", "suggest", LAB, "--since", "15m").stderr
+
+
 def test_policy_suggest_takes_n_as_every_command_does() -> None:
     short = ok("policy", "suggest", LAB, "-n", "default")
     assert short.stdout == ok("policy", "suggest", LAB, "--namespace", "default").stdout
