@@ -143,3 +143,21 @@ def test_the_report_answer_shown_is_what_the_report_prints(folder: Path) -> None
     quoted = re.findall(r"\n```\n(== Who is denied.*?\n)```", section, flags=re.DOTALL)[0]
     printed = _run("flowlens report samples/lab.jsonpb", folder).stdout
     assert quoted in printed
+
+
+def test_the_python_of_keeping_history(folder: Path) -> None:
+    """The store's Python block, over a store of the lab (the block's /var/lib/flows), reads
+    what the text after it says: only the named columns, the frame keeping every column."""
+    section = _section("Keeping history")
+    block = next(b for b in _blocks(section, "python") if "read_partition" in b)
+    store = folder / "flows"
+    _run(f"flowlens convert samples/lab.jsonpb -o {store}/", folder)
+    code = ("import flowlens\n" + block.replace("/var/lib/flows", str(store)) +
+            "\nnamed = sorted(c for c in df.columns if df[c].notna().any())"
+            "\nprint(len(df.columns) == len(flowlens.COLUMNS), named, len(recent), "
+            "type(report).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=_env(folder),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "True ['drop_reason', 'time', 'verdict'] 3230 Report"
+    assert "the frame still has every\ncolumn (the others NA)" in section
