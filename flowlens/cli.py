@@ -639,7 +639,8 @@ def policy_check(paths: tuple[str, ...], input_format: str | None, year: int | N
     _report_formats.check_format(fmt, plotlyjs)
     policy_paths, sources = _policy.split_paths(paths)
     if not policy_paths:
-        raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml) first")
+        raise UsageError("no policy given: name POLICY.yaml files (.yaml, .yml), or folders of "
+                         f"them only, first; taken for flows: {', '.join(sources)}")
     if out is not None:
         _check_writable(out, (*sources, *policy_paths))
     policies = _policy.load_policies(policy_paths)

@@ -259,10 +259,20 @@ def test_a_policy_that_selects_nothing_is_named(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["notes"] == [warning.split("warning: ", 1)[1]]
 
 
-def test_check_needs_a_policy() -> None:
+def test_check_needs_a_policy(tmp_path: Path) -> None:
+    """What was taken for flows is named: a folder of policies beside other files is one."""
     result = run("policy", "check", LAB)
     assert result.exit_code == 2
     assert "no policy given" in result.stderr
+    mixed = tmp_path / "policies"
+    mixed.mkdir()
+    (mixed / "deny.yaml").write_text(Path(DENY).read_text(encoding="utf-8"), encoding="utf-8")
+    (mixed / "README.md").write_text("Our policies\n", encoding="utf-8")
+    result = run("policy", "check", str(mixed), LAB)
+    assert result.exit_code == 2
+    assert result.stderr == ("flowlens: error: no policy given: name POLICY.yaml files (.yaml, "
+                             f".yml), or folders of them only, first; taken for flows: {mixed}, "
+                             f"{LAB}\n")
 
 
 def test_check_and_suggest_from_a_relay(phases: tuple[pd.Timestamp, pd.Timestamp]) -> None:
