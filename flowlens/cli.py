@@ -19,10 +19,11 @@ from flowlens import cli_live as _live
 from flowlens import cli_store as _store
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
-from flowlens.cli_live import Choice, counted
+from flowlens.cli_live import Choice
 from flowlens.errors import FlowlensError, RelayError, UsageError
 from flowlens.frame import build_all, take
 from flowlens.load import ReadOptions, iter_batches, load
+from flowlens.render.live import counted
 from flowlens.render.sink import bytes_to_stdout, replaced, to_stdout
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import (

@@ -18,6 +18,7 @@ from flowlens import frame as _frame
 from flowlens._lazy import lazy
 from flowlens.errors import RelayError, UsageError
 from flowlens.load import ReadOptions
+from flowlens.render.live import counted
 from flowlens.render.sink import LineFile, bytes_to_stdout, to_stdout
 from flowlens.sources.relay import DEFAULT_SERVER, SERVER_ENV, Connection
 
@@ -261,11 +262,6 @@ class Choice(click.Choice):
                                    f"{', '.join(map(str, self.choices))}", ctx) from None
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """`1 flow`, `3,230 flows`: a count for a message, with thousands separators."""
-    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
-
-
 def is_tty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
@@ -396,9 +392,9 @@ def serve_relay(sources: tuple[str, ...], options: ReadOptions, *, listen: str, 
     how = "mTLS" if tls and tls.client_ca_file else "TLS" if tls else "plaintext"
 
     def ready(port: int) -> None:
-        click.echo(f"flowlens: serving {len(data.payloads):,} flows and {len(data.lost):,} "
-                   f"lost-event records on {listen.rsplit(':', 1)[0]}:{port} ({how}, speed "
-                   f"{speed})", err=True)
+        click.echo(f"flowlens: serving {counted(len(data.payloads), 'flow')} and "
+                   f"{counted(len(data.lost), 'lost-event record')} on "
+                   f"{listen.rsplit(':', 1)[0]}:{port} ({how}, speed {speed})", err=True)
 
     serve_forever(data, listen=listen, speed=pace, tls=tls, on_ready=ready)
     click.echo("flowlens: relay stopped", err=True)

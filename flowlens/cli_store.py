@@ -16,9 +16,10 @@ import click
 from flowlens import cli_live as _live
 from flowlens import filters as _filters
 from flowlens._lazy import lazy
-from flowlens.cli_live import Choice, _interrupt, counted, is_tty
+from flowlens.cli_live import Choice, _interrupt, is_tty
 from flowlens.errors import UsageError
 from flowlens.load import Extent, ReadOptions, plan_window
+from flowlens.render.live import counted
 from flowlens.sources.files import is_store
 
 if TYPE_CHECKING:

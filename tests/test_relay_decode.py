@@ -161,7 +161,11 @@ def test_status_line_redraws_in_place_and_clears() -> None:
     assert out.getvalue().endswith("\r\x1b[K")
     assert summary_line(stats, "relay:4245") == (
         "flowlens: 1,500 flows from relay:4245 (1,000 forwarded, 500 dropped; top drop reason "
-        "POLICY_DENIED), EVENTS LOST: 7 in 1 records (the numbers above are incomplete)\n")
+        "POLICY_DENIED), EVENTS LOST: 7 in 1 record (the numbers above are incomplete)\n")
+    one = StreamStats(flows=1, verdicts={"FORWARDED": 1}, reconnects=1, bad_records=1)
+    assert summary_line(one, "relay:4245") == (
+        "flowlens: 1 flow from relay:4245 (1 forwarded, 0 dropped), 1 reconnect, 1 record "
+        "skipped (unreadable, or values out of range)\n")
 
 
 def test_read_relay_refuses_to_follow() -> None:

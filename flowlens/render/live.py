@@ -72,6 +72,11 @@ def node_status_line(event: NodeStatus, time_format: str = "StampMilli") -> str:
     return f"{stamp} [{H.visible(event.node)}]: {text}\n"
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 flow`, `3,230 flows`: a count for a message, with thousands separators."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _top(counts: dict[str, int]) -> str | None:
     return max(counts, key=lambda k: counts[k]) if counts else None
 
@@ -80,18 +85,18 @@ def summary_line(stats: StreamStats, server: str) -> str:
     """The one line a live session ends with."""
     forwarded = stats.verdicts.get("FORWARDED", 0)
     dropped = stats.verdicts.get("DROPPED", 0)
-    parts = [f"{stats.flows:,} flows from {server} ({forwarded:,} forwarded, {dropped:,} dropped"]
+    parts = [f"{counted(stats.flows, 'flow')} from {server} ({forwarded:,} forwarded, "
+             f"{dropped:,} dropped"]
     top = _top(stats.drop_reasons)
     parts.append(f"; top drop reason {top})" if top else ")")
     if stats.lost_events or stats.lost_records:
-        parts.append(f", EVENTS LOST: {stats.lost_events:,} in {stats.lost_records:,} records "
-                     "(the numbers above are incomplete)")
+        parts.append(f", EVENTS LOST: {stats.lost_events:,} in "
+                     f"{counted(stats.lost_records, 'record')} (the numbers above are incomplete)")
     if stats.reconnects:
-        parts.append(f", {stats.reconnects} reconnects")
+        parts.append(f", {counted(stats.reconnects, 'reconnect')}")
     if stats.bad_records:
-        noun = "record" if stats.bad_records == 1 else "records"
-        parts.append(f", {stats.bad_records:,} {noun} skipped (unreadable, or values out of "
-                     "range)")
+        parts.append(f", {counted(stats.bad_records, 'record')} skipped (unreadable, or values "
+                     "out of range)")
     return "flowlens: " + "".join(parts) + "\n"
 
 

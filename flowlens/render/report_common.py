@@ -16,6 +16,7 @@ from flowlens._hubble import visible  # a flow string safe on a terminal (report
 from flowlens.analyses.answer import STILL_DENIED
 from flowlens.analyses.buckets import duration_text
 from flowlens.analyses.report import Panel, Report
+from flowlens.render.live import counted
 
 PERCENT_COLUMNS = frozenset({"success_rate"})
 # Control characters from flow data would drive the terminal. ESC and CR are escaped as `tail`
@@ -234,7 +235,7 @@ def _denied_sentence(row: Any, at: Callable[[Any], str]) -> str:
     else:
         when = (f"denied from {at(row.since)} to {at(row.last)}{before}, allowed again at "
                 f"{at(row.allowed_again)}")
-    return f"{connection_text(row)}: {when}; {row.flows:,} flow{'s' * (row.flows != 1)}; {by}."
+    return f"{connection_text(row)}: {when}; {counted(row.flows, 'flow')}; {by}."
 
 
 def _change_sentence(row: Any, at: Callable[[Any], str]) -> str:
