@@ -708,9 +708,10 @@ def policy_suggest(sources: tuple[str, ...], input_format: str | None, year: int
     for note in suggestion.notes:
         click.echo(f"flowlens: note: {note}", err=True)
     _write([suggestion.yaml()], out)
-    click.echo(f"flowlens: {'' if out is None else 'wrote '}"
-               f"{counted(len(suggestion.policies), 'policy', 'policies')} from "
-               f"{counted(len(df), 'flow')}{'' if out is None else f' to {out}'}", err=True)
+    made = f"{counted(len(suggestion.policies), 'policy', 'policies')} from " \
+        f"{counted(len(df), 'flow')}"
+    click.echo(f"flowlens: {made}" if out is None else f"flowlens: wrote {made} to {out}",
+               err=True)
     _report_bad_lines(options.report)
 
 
