@@ -437,11 +437,13 @@ def convert(sources: tuple[str, ...], out: str, input_format: str | None, year: 
 
 @main.command(short_help="Show the relay's status, as hubble status.")
 @_live.connection_options
-@click.option("-o", "--output", type=Choice(("compact", "json"), case_sensitive=False),
-              default="compact", show_default=True, help="Output format.")
+@click.option("-o", "--output", type=Choice(("compact", "dict", "table", "tab", "json",
+                                             "jsonpb"), case_sensitive=False),
+              default="compact", show_default=True, help="Output format, as hubble status.")
 def status(connection: Connection, output: str) -> None:
     """Show the relay's status, as `hubble status` does (flows seen/max, flows/s, nodes)."""
-    _live.print_status(connection, output.lower())
+    fmt = output.lower()
+    _live.print_status(connection, {"tab": "table", "jsonpb": "json"}.get(fmt, fmt))
 
 
 @main.command(short_help="List the nodes the relay sees.")

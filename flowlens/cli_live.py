@@ -350,7 +350,7 @@ def print_status(connection: Connection, output: str) -> None:
         to_stdout([_jsonpb.encode_message(_protodict.message_to_dict(status),
                                           "observer.ServerStatusResponse") + "\n"])
         return
-    to_stdout(_live.server_status_lines(status))
+    to_stdout(_live.server_status_lines(status, output))
 
 
 def print_nodes(connection: Connection, output: str) -> None:

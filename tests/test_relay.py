@@ -4,6 +4,7 @@ same live and offline, follow, restarts, --save, lost events, status, nodes and 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -346,6 +347,26 @@ def test_status_prints_what_hubble_status_prints(server: str) -> None:
     as_json = orjson.loads(CliRunner().invoke(main, ["status", "--server", server,
                                                      "-o", "json"]).stdout)
     assert as_json["num_flows"] == "3230" and as_json["num_connected_nodes"] == 3
+    for fmt in ("dict", "table", "tab", "jsonpb"):  # hubble status's other formats
+        result = CliRunner().invoke(main, ["status", "--server", server, "-o", fmt])
+        assert result.exit_code == 0, result.output
+        assert ("3,230" if fmt != "jsonpb" else '"num_flows":"3230"') in result.stdout
+        if REFERENCE_BIN is not None:
+            theirs = subprocess.run([str(REFERENCE_BIN / "hubble"), "status", "--server",
+                                     server, "-o", fmt], capture_output=True, text=True,
+                                    timeout=60).stdout
+            assert _timeless_status(result.stdout) == _timeless_status(theirs), fmt
+
+
+def _timeless_status(text: str) -> list[list[str]]:
+    """A status's cells without the uptime and the rate (they change while it is asked)."""
+    if text.startswith("{"):
+        return [sorted(k for k in orjson.loads(text) if k not in ("uptime_ns", "flows_rate"))]
+    if ": " in text:
+        return [line.split(": ") for line in text.splitlines()
+                if not line.lstrip().startswith(("UPTIME", "FLOWS PER SECOND"))]
+    rows = [re.split(r" {3,}", line) for line in text.splitlines()]
+    return [[c for i, c in enumerate(row) if i not in (3, 4)] for row in rows]
 
 
 def test_status_of_a_relay_that_is_not_healthy(tmp_path: Path) -> None:

@@ -168,6 +168,35 @@ def test_status_line_redraws_in_place_and_clears() -> None:
         "skipped (unreadable, or values out of range)\n")
 
 
+def test_status_as_dict_and_table() -> None:
+    """hubble status -o dict|table (spec §3.7): N/A for what the server did not send."""
+    from google.protobuf import wrappers_pb2
+
+    from flowlens.render.live import server_status_lines
+
+    agent = observer_pb2.ServerStatusResponse(num_flows=2031, max_flows=4095, seen_flows=2348885,
+                                              uptime_ns=301515181665, version="cilium v1.10.3")
+    assert "".join(server_status_lines(agent, "dict")) == (
+        "          NUM FLOWS: 2,031\n"
+        "          MAX FLOWS: 4,095\n"
+        "         SEEN FLOWS: 2,348,885\n"
+        "   FLOWS PER SECOND: N/A\n"
+        "             UPTIME: 5m1.515181665s\n"
+        "NUM CONNECTED NODES: N/A\n"
+        " NUM UNAVAIL. NODES: N/A\n"
+        "            VERSION: cilium v1.10.3\n")
+    relay = observer_pb2.ServerStatusResponse(
+        num_flows=2771, max_flows=8190, seen_flows=2771, uptime_ns=301515181665,
+        flows_rate=23.456, version="hubble-relay v1.15.0",
+        num_connected_nodes=wrappers_pb2.UInt32Value(value=2),
+        num_unavailable_nodes=wrappers_pb2.UInt32Value(value=0))
+    assert server_status_lines(relay, "table") == [
+        "NUM FLOWS   MAX FLOWS   SEEN FLOWS   FLOWS PER SECOND   UPTIME           "
+        "NUM CONNECTED NODES   NUM UNAVAILABLE NODES   VERSION\n",
+        "2,771       8,190       2,771        23.46              5m1.515181665s   "
+        "2                     0                       hubble-relay v1.15.0\n"]
+
+
 def test_read_relay_refuses_to_follow() -> None:
     with pytest.raises(ValueError, match="iter_relay"):
         flowlens.read_relay("127.0.0.1:1", follow=True)

@@ -204,8 +204,23 @@ def _trim(value: int, unit: int) -> str:
     return f"{whole}.{text}" if text else str(whole)
 
 
-def server_status_lines(status: Any) -> list[str]:
-    """`hubble status` (compact) for a ServerStatusResponse (spec §3.7)."""
+def server_status_lines(status: Any, fmt: str = "compact") -> list[str]:
+    """`hubble status -o compact|dict|table` for a ServerStatusResponse (spec §3.7)."""
+    if fmt != "compact":
+        def wrapped(name: str) -> str:
+            return str(getattr(status, name).value) if status.HasField(name) else "N/A"
+
+        fields = [("NUM FLOWS", f"{status.num_flows:,}"), ("MAX FLOWS", f"{status.max_flows:,}"),
+                  ("SEEN FLOWS", f"{status.seen_flows:,}"),
+                  ("FLOWS PER SECOND", f"{status.flows_rate:.2f}" if status.flows_rate else "N/A"),
+                  ("UPTIME", go_duration(status.uptime_ns)),
+                  ("NUM CONNECTED NODES", wrapped("num_connected_nodes")),
+                  ("NUM UNAVAILABLE NODES", wrapped("num_unavailable_nodes")),
+                  ("VERSION", H.visible(status.version))]
+        if fmt == "dict":  # hubble shortens the one label longer than the others
+            return [f"{name.replace('UNAVAILABLE', 'UNAVAIL.'):>19}: {value}\n"
+                    for name, value in fields]
+        return _aligned([[name for name, _ in fields], [value for _, value in fields]])
     lines = []
     share = f" ({status.num_flows / status.max_flows * 100:.2f}%)" if status.max_flows else ""
     lines.append(f"Current/Max Flows: {status.num_flows:,}/{status.max_flows:,}{share}")
@@ -236,6 +251,12 @@ def nodes_table(nodes: Iterable[Any]) -> list[str]:
                      H.visible(n.address) or "-", tls,
                      go_duration(n.uptime_ns), f"{n.seen_flows:,}",
                      f"{n.num_flows:,}/{n.max_flows:,}"])
+    return _aligned(rows)
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as Go's tabwriter aligns them for hubble (3 spaces after the widest cell of each
+    column; the last column as it is)."""
     widths = [max(len(r[i]) for r in rows) + 3 for i in range(len(rows[0]) - 1)]
     return ["".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + r[-1] + "\n"
             for r in rows]
