@@ -109,7 +109,7 @@ def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
         from flowlens.sources.parquet import read_parquet
 
         return read_parquet(opened, options.batch_size, columns=options.columns,
-                            window=options.window)
+                            window=options.window, report=options.report)
     from flowlens.sources.text import read_text
 
     return read_text(opened, options.report, fmt, year=options.year,

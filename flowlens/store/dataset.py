@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from flowlens.errors import InputError
 from flowlens.sources.batch import FlowBatch, ReadReport
 from flowlens.sources.files import STORE_FILE, is_store, is_url
-from flowlens.sources.parquet import time_bounds
+from flowlens.sources.parquet import check_schema, file_batches, reading, time_bounds
 from flowlens.sources.timerange import ALL_TIME, TimeRange
 
 __all__ = [
@@ -185,7 +185,7 @@ class Partition:
     def stats(self) -> tuple[int, int | None, int | None]:
         """(flows, first time, last time) from the files' footers, nothing decoded."""
         rows, low, high = 0, None, None
-        for file, groups in self._open(FLOWS, frozenset()):
+        for _, file, groups in self._open(FLOWS, frozenset()):
             rows += file.metadata.num_rows
             for g in groups:
                 a, b = time_bounds(file, g)
@@ -210,8 +210,8 @@ class Partition:
         positions = _positions(opened, lost_events, window) if lost_events else []
         placed = sorted(zip(positions, range(len(lost_events)), strict=True))
         at = 0
-        for file, groups in opened:
-            for batch in _file_batches(file, groups, wanted, window, batch_size):
+        for path, file, groups in opened:
+            for batch in _file_batches(path, file, groups, wanted, window, batch_size, report):
                 end = at + batch.size
                 while placed and placed[0][0] < end:
                     pos, i = placed.pop(0)
@@ -223,23 +223,24 @@ class Partition:
                             lost_events=[{**lost_events[i], "position": pos}
                                          for pos, i in placed])
 
-    def _open(self, table: str, skip: frozenset[str]) -> list[tuple[pq.ParquetFile, list[int]]]:
+    def _open(self, table: str, skip: frozenset[str]) -> list[_Opened]:
         """Every visible file of `table` opened (an open file stays readable when compaction
         removes it), with the row groups to read."""
         out = []
         for stored in self.files.get(table, []):
             try:
-                file = self.disk.parquet(stored.path)
+                with reading(stored.path):
+                    file = self.disk.parquet(stored.path)
             except FileNotFoundError:  # compacted away since listing: list the hour again
                 return self._relisted()._open(table, skip)
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"{stored.path}: unreadable Parquet file ({exc})") from None
+            if table == FLOWS:
+                check_schema(file.schema_arrow, stored.path)
             groups = list(range(file.num_row_groups))
             if stored.originals:
                 groups = [g for g in groups if stored.originals[g] not in skip]
             elif stored.name in skip:
                 groups = []
-            out.append((file, groups))
+            out.append((stored.path, file, groups))
         return out
 
     def names(self, tables: Sequence[str] = TABLES) -> set[str]:
@@ -255,11 +256,12 @@ class Partition:
         """The rows of a small table (lost events, node status) of this hour in the window,
         as dicts (times as integer nanoseconds)."""
         out: list[dict[str, Any]] = []
-        for file, groups in self._open(table, skip):
+        for path, file, groups in self._open(table, skip):
             groups = [g for g in groups if window.overlaps(*time_bounds(file, g))]
             if not groups:
                 continue
-            read = file.read_row_groups(groups)
+            with reading(path):
+                read = file.read_row_groups(groups)
             # Times as integer nanoseconds (to_pylist would make datetimes, losing them).
             read = pa.table({name: pc.cast(column, pa.int64())
                              if pa.types.is_timestamp(column.type) else column
@@ -270,25 +272,29 @@ class Partition:
         return out
 
 
-def _file_batches(file: pq.ParquetFile, groups: list[int], columns: list[str] | None,
-                  window: TimeRange, batch_size: int) -> Iterator[FlowBatch]:
+# A file of a partition: its path, the file opened, the row groups to read.
+_Opened = tuple[Path, pq.ParquetFile, list[int]]
+
+
+def _file_batches(path: Path, file: pq.ParquetFile, groups: list[int],
+                  columns: list[str] | None, window: TimeRange, batch_size: int,
+                  report: ReadReport | None) -> Iterator[FlowBatch]:
     groups = [g for g in groups if window.overlaps(*time_bounds(file, g))]
     present = file.schema_arrow.names
     wanted = [c for c in (present if columns is None else columns) if c in present]
-    if not groups:
-        return
-    for record in file.iter_batches(batch_size=batch_size, row_groups=groups, columns=wanted,
-                                    use_threads=False):
+    for record in file_batches(file, path, groups, wanted, batch_size, report):
         yield FlowBatch(columns=dict(zip(record.schema.names, record.columns, strict=True)),
                         size=record.num_rows)
 
 
-def _positions(opened: list[tuple[pq.ParquetFile, list[int]]], lost: list[dict[str, Any]],
-               window: TimeRange) -> list[int]:
+def _positions(opened: list[_Opened], lost: list[dict[str, Any]], window: TimeRange
+               ) -> list[int]:
     """Per lost event, how many of the flows read come before it in time."""
-    times = [record.column(0) for file, groups in opened
-             for g in [g for g in groups if window.overlaps(*time_bounds(file, g))]
-             for record in [file.read_row_group(g, columns=["time"])]]
+    times = []
+    for path, file, groups in opened:
+        with reading(path):
+            times += [file.read_row_group(g, columns=["time"]).column(0) for g in groups
+                      if window.overlaps(*time_bounds(file, g))]
     counts = [0] * len(lost)
     for column in times:
         values = pc.cast(column, pa.int64())
@@ -327,10 +333,17 @@ def _visible(folder: Path, disk: Disk = DISK) -> list[StoredFile]:
         if not name.startswith("hour-"):
             continue
         try:
-            meta = disk.schema(folder / name).metadata or {}
+            with reading(folder / name):
+                meta = disk.schema(folder / name).metadata or {}
         except FileNotFoundError:
             continue
-        info = json.loads(meta.get(COMPACTED_METADATA, b"{}"))
+        try:
+            info = json.loads(meta.get(COMPACTED_METADATA, b"{}"))
+            if not isinstance(info, dict):
+                raise ValueError(info)
+        except ValueError:
+            raise InputError(f"{folder / name}: unreadable list of the files it replaces "
+                             "in its metadata") from None
         replaced.update(info.get("replaces", ()))
         originals[name] = tuple(info.get("files", ()))
     return [StoredFile(folder / n, originals.get(n, ())) for n in names
