@@ -339,6 +339,18 @@ def test_no_flow_string_reaches_a_terminal_raw(fmt: str) -> None:
         assert "|`[a](b)<b>" not in out and r"\|\`\[a\](b)\<b\>" in out
 
 
+def test_no_flow_string_reaches_a_page_raw() -> None:
+    """In HTML, table cells and the column headers of the over-time panels alike: escaped as
+    HTML, control characters shown as in text (a page saved and `cat` stays harmless)."""
+    from flowlens.render.report_formats import report_chunks
+
+    out = "".join(report_chunks(_hostile_report(), "html", plotlyjs="cdn"))
+    assert not _RAW_CONTROL.search(out), repr(_RAW_CONTROL.findall(out)[:5])
+    assert "<b>" not in out
+    for where in ("<th>", "<td>"):
+        assert f"{where}ns/pod^[]0;owned\\x07^[[2J\\rX\\x08|`[a](b)&lt;b&gt;" in out, where
+
+
 def test_every_format_opens_with_the_answer(lab_json: dict[str, Any]) -> None:
     summary = lab_json["summary"]
     assert next(iter(lab_json)) == "summary"

@@ -305,7 +305,8 @@ def _plotly_tags(mode: PlotlyJs) -> tuple[list[str], str]:
 def _table(frame: pd.DataFrame) -> str:
     numeric = numeric_columns(frame)
     columns = [str(c) for c in frame.columns]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    # (the over-time panels' columns are flow strings: pods, nodes, verdicts)
+    head = "".join(f"<th>{html.escape(visible(c))}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(_cell(c, v, shown, c in numeric)
                          for c, v, shown in zip(columns, raw, row, strict=True)) + "</tr>"
