@@ -376,10 +376,15 @@ def _tail_stream(source: str, options: ReadOptions, filters: _filters.Filters, f
                                    or fmt != "jsonpb" else [raw[i] for i in shown.rows])))
         part.clear()
 
-    for batch in iter_batches(source, options):
-        part.append(batch)
-        if arriving or sum(b.size for b in part) >= _TAIL_PART:
-            show()
+    try:
+        for batch in iter_batches(source, options):
+            part.append(batch)
+            if arriving or sum(b.size for b in part) >= _TAIL_PART:
+                show()
+    except KeyboardInterrupt:
+        if not arriving:
+            raise
+        return  # Ctrl-C ends a stream (as a relay's): what was skipped is still reported
     if part:
         show()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -184,3 +185,24 @@ def test_streaming_prints_what_the_whole_input_prints(tmp_path: Path, args: list
                                   input=LAB.read_bytes(), capture_output=True, timeout=300)
         assert streamed.returncode == 0, streamed.stderr
         assert streamed.stdout == whole.stdout
+
+
+def test_ctrl_c_ends_a_stdin_stream_with_its_unreadable_lines_counted() -> None:
+    """`kubectl logs -f ... | flowlens tail --input-file -` ends by Ctrl-C: as a relay's
+    stream ends, exit status 0, and the lines it skipped are still named and counted."""
+    tail = subprocess.Popen([*FLOWLENS, "tail", "--input-file", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tail.stdin is not None and tail.stdout is not None
+    first, second = _lines(LAB, 2)
+    tail.stdin.write(first + b"not a flow\n" + second)
+    tail.stdin.flush()
+    printed = [tail.stdout.readline() for _ in range(2)]  # the bad line was read before
+    tail.send_signal(signal.SIGINT)
+    try:
+        _, err = tail.communicate(timeout=60)
+    finally:
+        tail.stdin.close()
+    assert all(line.startswith(b"Jul  1 08:00:0") for line in printed), printed
+    assert tail.returncode == 0, err
+    assert err.decode().splitlines() == [
+        "flowlens: skipped unreadable line <stdin>:2: not JSON (invalid literal)"]
