@@ -586,7 +586,11 @@ def _check_writable(path: str, sources: Iterable[str] = ()) -> None:
     """Fail before reading anything when the output could not be written, or would be
     written over one of its sources."""
     target = Path(path)
-    if target.exists():
+    try:
+        exists = target.exists()
+    except OSError as exc:  # a name too long, ...
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if exists:
         for source in sources:
             for name in (expand([source]) if source != "-" else ()):
                 if os.path.samefile(name, target):
@@ -597,7 +601,7 @@ def _check_writable(path: str, sources: Iterable[str] = ()) -> None:
         raise UsageError(f"cannot write {path}: it is a folder")
     if not folder.is_dir():
         raise UsageError(f"cannot write {path}: no folder {folder}")
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    if not os.access(folder, os.W_OK) or (exists and not os.access(target, os.W_OK)):
         raise UsageError(f"cannot write {path}: permission denied")
 
 

@@ -122,3 +122,19 @@ def test_outputs_are_written_whole_with_usual_permissions(tmp_path: Path) -> Non
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
     assert len(flowlens.read(out)) == 3230
+
+
+def test_an_output_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    """A name longer than the filesystem takes, or a folder where no file can be made (/proc):
+    one line naming it, before or after reading, never a traceback."""
+    long_name = tmp_path / ("a" * 300)
+    for args in (["convert", str(LAB), "-o", f"{long_name}.parquet"],
+                 ["report", str(LAB), "-o", f"{long_name}.html"],
+                 ["policy", "suggest", str(LAB), "-o", f"{long_name}.yaml"],
+                 ["convert", str(LAB), "-o", "/proc/flows.parquet"],
+                 ["report", str(LAB), "-o", "/proc/report.html"]):
+        run = subprocess.run([*FLOWLENS, *args], capture_output=True, text=True, timeout=300)
+        assert run.returncode in (1, 2), (args, run.stderr)
+        assert run.stderr.startswith(f"flowlens: error: cannot write {args[-1]}: "), run.stderr
+        assert run.stderr.count("\n") == 1, run.stderr
+    assert list(tmp_path.iterdir()) == []

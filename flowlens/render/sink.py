@@ -70,8 +70,9 @@ def replaced(path: str | Path) -> Iterator[str]:
         with written(str(path)):
             yield str(path)
         return
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                dir=target.parent if str(target.parent) else ".")
+    with written(str(path)):  # (a folder where no file can be made: /proc)
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                    dir=target.parent if str(target.parent) else ".")
     os.close(fd)
     try:
         with written(str(path)):

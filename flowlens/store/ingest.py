@@ -189,6 +189,6 @@ def _status_row(response: dict[str, Any]) -> dict[str, Any]:
 
 def store_path(out: str) -> Path | None:
     """The store `convert -o OUT` names: an existing store, or a path ending in '/'."""
-    if out.endswith(("/", os.sep)) or Path(out).is_dir():
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):  # (False for a name too long)
         return Path(out)
     return None
