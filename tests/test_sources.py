@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from flowlens.frame import NAMES, lost_events
 from flowlens.sources.batch import ReadReport
 
 COVERAGE = SHARED / "reference-renderings" / "coverage.jsonl"
+LAB = Path(__file__).resolve().parents[1] / "samples" / "lab.jsonpb"
 REAL = sorted((SHARED / "real-flows" / "hubble-otel").glob("*.json"))
 
 
@@ -125,6 +127,33 @@ def test_truncated_last_line_is_reported_not_fatal(tmp_path: Path) -> None:
     assert len(df) == len(text.splitlines())
     assert report.truncated == [f"{path}:{len(text.splitlines()) + 1}"]
     assert report.bad_lines == 0
+
+
+def test_a_gzip_cut_off_mid_write_reads_up_to_the_cut(tmp_path: Path) -> None:
+    """A .gz whose writer stopped mid-stream (a capture still being compressed, a download cut
+    off): the flows before the cut are read and its cut line is reported, as in a plain file;
+    corrupt gzip data stays an error."""
+    text = LAB.read_bytes()
+    whole = gzip.compress(text)
+    path = tmp_path / "cut.jsonpb.gz"
+    path.write_bytes(whole[:len(whole) // 2])
+    report = ReadReport()
+    df = flowlens.read(path, report=report)
+    readable = zlib.decompressobj(31).decompress(whole[:len(whole) // 2])
+    lines = readable.count(b"\n")
+    assert len(df) > 0 and len(df) + len(flowlens.lost_events(df)) == lines
+    assert report.truncated == [f"{path}:{lines + 1}"] and report.bad_lines == 0
+    done = subprocess.run([sys.executable, "-m", "flowlens", "tail", "--input-file", str(path),
+                           "-o", "jsonpb"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == lines
+    assert done.stderr == f"flowlens: {path}:{lines + 1}: last line is truncated (capture cut " \
+                          "off mid-write), skipped\n"
+    corrupt = bytearray(whole)
+    corrupt[len(whole) // 2] ^= 0xFF
+    path.write_bytes(bytes(corrupt))
+    with pytest.raises(InputError, match="unreadable gzip data"):
+        flowlens.read(path)
 
 
 @pytest.mark.parametrize(("content", "message"), [

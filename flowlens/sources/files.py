@@ -124,16 +124,26 @@ def reading(name: str) -> Iterator[None]:
 
 
 class _CheckedGzip(gzip.GzipFile):
-    """A gzip stream whose corruption surfaces as an InputError naming the file."""
+    """A gzip stream whose corruption surfaces as an InputError naming the file. One that
+    ends early (its writer stopped mid-stream) ends there: what it holds up to the cut is read,
+    and a line cut off is reported as in a plain file."""
 
     def __init__(self, name: str, fileobj: BinaryIO) -> None:
         super().__init__(fileobj=fileobj, mode="rb")
         self._shown = name
+        self._any = False
 
     def read(self, size: int | None = -1) -> bytes:
         try:
-            return super().read(size)
-        except (OSError, EOFError, zlib.error) as exc:
+            # read1: one piece at a time, so that an early end loses none read before it
+            data = super().read1(size) if size is not None and size > 0 else super().read(size)
+            self._any = self._any or bool(data)
+            return data
+        except EOFError as exc:  # (raised once every byte before the cut has been returned)
+            if self._any:
+                return b""
+            raise InputError(f"{self._shown}: unreadable gzip data ({exc})") from exc
+        except (OSError, zlib.error) as exc:
             raise InputError(f"{self._shown}: unreadable gzip data ({exc})") from exc
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
