@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
+import flowlens
 from flowlens._proto.flow import flow_pb2
 from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
 from flowlens.errors import UsageError
@@ -265,9 +267,10 @@ def test_garbage_or_mismatched_certificates_say_so(tmp_path: Path, lab_data: Rep
     assert "Failed to bind" not in run.stderr and run.stderr.count("\n") == 1
 
 
-def test_a_relay_sending_bytes_that_do_not_parse(tmp_path: Path) -> None:
-    """`tail` from a relay whose stream holds a message that is not a GetFlowsResponse:
-    the flows around it print, it is skipped and counted, no traceback."""
+@pytest.fixture
+def garbling_relay() -> Iterator[int]:
+    """A relay whose stream holds a message that is not a GetFlowsResponse between two flows,
+    and then ends (a follower reconnects); its port."""
     lines = LAB.read_text().splitlines()[:2]
     good = [json_format.Parse(line, observer_pb2.GetFlowsResponse()).SerializeToString()
             for line in lines]
@@ -283,15 +286,46 @@ def test_a_relay_sending_bytes_that_do_not_parse(tmp_path: Path) -> None:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    try:
-        for native in ("1", "0"):
-            run = subprocess.run([sys.executable, "-m", "flowlens", "tail", "--server",
-                                  f"127.0.0.1:{port}", "--all"], capture_output=True, text=True,
-                                 timeout=60, env={**os.environ, "FLOWLENS_NATIVE": native})
-            assert run.returncode == 0, run.stderr
-            assert len(run.stdout.splitlines()) == 2
-            assert "Traceback" not in run.stderr
-            assert "skipped a flow the relay sent: not a GetFlowsResponse" in run.stderr
-            assert "1 record skipped (unreadable" in run.stderr
-    finally:
-        server.stop(None)
+    yield port
+    server.stop(None)
+
+
+def test_a_relay_sending_bytes_that_do_not_parse(garbling_relay: int) -> None:
+    """`tail` from a relay whose stream holds a message that is not a GetFlowsResponse:
+    the flows around it print, it is skipped and counted, no traceback."""
+    for native in ("1", "0"):
+        run = subprocess.run([sys.executable, "-m", "flowlens", "tail", "--server",
+                              f"127.0.0.1:{garbling_relay}", "--all"], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "FLOWLENS_NATIVE": native})
+        assert run.returncode == 0, run.stderr
+        assert len(run.stdout.splitlines()) == 2
+        assert "Traceback" not in run.stderr
+        assert "skipped a flow the relay sent: not a GetFlowsResponse" in run.stderr
+        assert "1 record skipped (unreadable" in run.stderr
+
+
+@pytest.mark.parametrize("command", ["record", "tail"])
+def test_reconnecting_after_bytes_that_do_not_parse(garbling_relay: int, tmp_path: Path,
+                                                    command: str) -> None:
+    """A follower reconnects from the newest flow it received, looking back at what it
+    received: the message that did not parse is not a flow to resume from (it was a
+    traceback); Ctrl-C ends it as usual, the good flows kept."""
+    store = tmp_path / "store"
+    args = [str(store)] if command == "record" else ["-f", "--all", "-o", "jsonpb"]
+    follower = subprocess.Popen([sys.executable, "-m", "flowlens", command, *args, "--server",
+                                 f"127.0.0.1:{garbling_relay}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    assert follower.stderr is not None and follower.stdout is not None
+    printed = [follower.stdout.readline() for _ in range(2)] if command == "tail" else []
+    seen = []
+    for line in follower.stderr:  # the stream ended, then was opened again and ended again
+        seen.append(line)
+        if sum("reconnecting in" in s for s in seen) >= 2 or "Traceback" in line:
+            break
+    follower.send_signal(signal.SIGINT)
+    out, err = follower.communicate(timeout=60)
+    err = "".join(seen) + err
+    assert "Traceback" not in err and follower.returncode == 0, err
+    assert "skipped" in err  # (named, or counted in tail's summary)
+    kept = len(flowlens.read(store)) if command == "record" else len(printed + out.split())
+    assert kept == 2

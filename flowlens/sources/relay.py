@@ -34,6 +34,7 @@ from flowlens.sources.batch import SHOWN_BAD_LINES
 if TYPE_CHECKING:
     import grpc
     import grpc.experimental as grpc_experimental
+    from google.protobuf import message as protobuf_message
 
     from flowlens._proto.observer import observer_pb2, observer_pb2_grpc
     from flowlens.sources import proto as _proto
@@ -43,6 +44,7 @@ else:  # loaded when a stream opens: Connection and the defaults serve the CLI's
     observer_pb2 = lazy("flowlens._proto.observer.observer_pb2")
     observer_pb2_grpc = lazy("flowlens._proto.observer.observer_pb2_grpc")
     _proto = lazy("flowlens.sources.proto")
+    protobuf_message = lazy("google.protobuf.message")
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -354,8 +356,12 @@ class _Resume:
 
 
 def _identity(payload: bytes) -> tuple[str | None, int | None, Any]:
-    """(kind, time ns, key) of a response: flows are keyed by uuid, else by their bytes."""
-    r = observer_pb2.GetFlowsResponse.FromString(payload)
+    """(kind, time ns, key) of a response: flows are keyed by uuid, else by their bytes. A
+    message that does not parse (skipped when it came) is nothing to resume from."""
+    try:
+        r = observer_pb2.GetFlowsResponse.FromString(payload)
+    except protobuf_message.DecodeError:
+        return None, None, payload
     kind = r.WhichOneof("response_types")
     if kind == "flow":
         f = r.flow
