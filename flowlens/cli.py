@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import os
@@ -273,12 +274,12 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     # CEL expressions see the whole flows of jsonpb sources, as hubble does.
     options = _read_options(input_format, year, strict,
                             keep_raw=fmt == "jsonpb" or filters.has_cel)
+    printed = None
     if not colored and len(input_files) == 1:
-        text = _tail_without_frame(input_files[0], filters, options, fmt=fmt,
-                                   time_format=time_format, node_name=print_node_name,
-                                   policy_names=print_policy_names, numeric=numeric)
-        if text is not None:
-            bytes_to_stdout(text)
+        printed = _tail_without_frame(input_files[0], filters, options, fmt=fmt,
+                                      time_format=time_format, node_name=print_node_name,
+                                      policy_names=print_policy_names, numeric=numeric)
+        if printed is not None and printed.whole:
             return
     render = functools.partial(_render, fmt=fmt, time_format=time_format,
                                node_name=print_node_name, policy_names=print_policy_names,
@@ -288,7 +289,10 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
                             between="------------\n" if fmt == "dict" else "")
         return
     extent = _store.prune(input_files, filters, options)
-    if _streams(input_files, fmt, filters):
+    if printed is not None:  # the frame path prints the rest of the file
+        options.skip = (printed.size, printed.lines)
+        _tail_stream(input_files[0], options, filters, fmt, render, printed.records)
+    elif _streams(input_files, fmt, filters):
         _tail_stream(input_files[0], options, filters, fmt, render)
     else:
         df, raw = load(input_files, options)
@@ -301,36 +305,79 @@ def tail(input_files: tuple[str, ...], input_format: str | None, year: int | Non
     _report_bad_lines(options.report)
 
 
+@dataclasses.dataclass
+class _Printed:
+    """What tail printed of a file without a frame: its first `records` records, which are
+    its first `size` bytes and `lines` lines; `whole`: all of it."""
+
+    records: int = 0
+    size: int = 0
+    lines: int = 0
+    whole: bool = False
+
+
 def _tail_without_frame(source: str, filters: _filters.Filters, options: ReadOptions, *,
                         fmt: str, time_format: str, node_name: bool, policy_names: bool,
-                        numeric: bool) -> bytes | None:
-    """What tail prints of one jsonpb file when no flow filter or time window asks for a
-    frame: hubble's text rendered in C from the file's runs, or its records re-encoded,
-    without loading pandas or Arrow (flowlens.sources.jsonpb_runs). None when the frame path
-    must print it."""
+                        numeric: bool) -> _Printed | None:
+    """Prints what tail shows of one jsonpb file when no flow filter or time window asks for
+    a frame: hubble's text rendered in C from the file's runs, or its records re-encoded,
+    without loading pandas or Arrow (flowlens.sources.jsonpb_runs): block by block as the
+    file is split, up to a block only the frame path reads; with --first/--last or as a table,
+    all or nothing. None when nothing was printed."""
     module = _native.native()
     if (module is None or filters.whitelist or filters.blacklist
             or filters.since is not None or filters.until is not None or filters.follow
             or not os.path.isfile(source)
             or normalize_format(options.input_format) not in (None, "jsonpb")):
         return None
+    whole_messages = fmt == "jsonpb"
+    printed = _Printed()
     opened = open_source(source)
-    with contextlib.closing(opened.stream), reading(opened.name):
-        if detect_format(opened) != "jsonpb":
-            return None
-        tail = _jsonpb_runs.tail_runs(opened, first=filters.first, last=filters.last,
-                                      max_line=options.max_line, whole_messages=fmt == "jsonpb")
-    if tail is None:
-        return None
+    with contextlib.closing(opened.stream):
+        with reading(opened.name):
+            if detect_format(opened) != "jsonpb":
+                return None
+            if filters.first is not None or filters.last is not None or fmt == "table":
+                tail = _jsonpb_runs.tail_runs(opened, first=filters.first, last=filters.last,
+                                              max_line=options.max_line,
+                                              whole_messages=whole_messages)
+                if tail is None:
+                    return None
+                tails = iter([tail])
+            else:
+                tails = _jsonpb_runs.tail_blocks(opened, max_line=options.max_line,
+                                                 whole_messages=whole_messages)
+        while True:  # (writing stdout is not reading the source: outside `reading`)
+            try:
+                with reading(opened.name):
+                    tail = next(tails, None)
+            except _jsonpb_runs.Unusable:
+                break
+            if tail is None:
+                printed.whole = True
+                break
+            text = _runs_text(module, tail, printed.records, fmt, time_format=time_format,
+                              node_name=node_name, policy_names=policy_names, numeric=numeric)
+            if text is None:
+                break
+            bytes_to_stdout(text)
+            printed.records += tail.records
+            printed.size += tail.size
+            printed.lines += tail.lines
+    return printed if printed.records or printed.whole else None
+
+
+def _runs_text(module: Any, tail: _jsonpb_runs.Tail, before: int, fmt: str,
+               **options: Any) -> bytes | None:
+    """A Tail's records as tail prints them after `before` others; None when a run must be
+    rendered through a frame."""
     if fmt == "jsonpb":
         return tail.jsonpb()
-    table = module.Table(node_name=node_name) if fmt == "table" else None
+    table = module.Table(node_name=options["node_name"]) if fmt == "table" else None
     texts = []
-    records = 0
+    records = before
     for run in tail.runs():
-        text = run.render(fmt, time_format=time_format, node_name=node_name,
-                          policy_names=policy_names, numeric=numeric, separator=records > 0,
-                          table=table)
+        text = run.render(fmt, separator=records > 0, table=table, **options)
         if text is None:
             return None
         texts.append(text)
@@ -357,11 +404,13 @@ _TAIL_PART = 10_000
 
 
 def _tail_stream(source: str, options: ReadOptions, filters: _filters.Filters, fmt: str,
-                 render: Callable[..., Iterator[str]]) -> None:
+                 render: Callable[..., Iterator[str]], printed: int = 0) -> None:
     """Printed as it is read: what hubble shows of a record depends on the record alone (and
     its place among the others), so part by part is the same as the whole. Input arriving over
-    time (stdin, a pipe) is printed batch by batch; a file in parts of _TAIL_PART flows."""
+    time (stdin, a pipe) is printed batch by batch; a file in parts of _TAIL_PART flows
+    (after the `printed` records `options.skip` leaves out)."""
     continued = _live.Continued(fmt)
+    continued.blocks = printed
     arriving = source == "-" or (os.path.exists(source) and not os.path.isfile(source)
                                  and not os.path.isdir(source))
     part: list[FlowBatch] = []

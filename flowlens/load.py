@@ -49,6 +49,9 @@ class ReadOptions:
     columns: Sequence[str] | None = None
     window: TimeRange = field(default_factory=TimeRange)
     max_line: int = DEFAULT_MAX_LINE
+    # The bytes and lines at the start of a jsonpb source not to read (what `tail` printed
+    # without a frame); its reading starts at the line after them.
+    skip: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         self.input_format = normalize_format(self.input_format)
@@ -75,13 +78,16 @@ def iter_batches(source: Source | Iterable[Source], options: ReadOptions) -> Ite
         opened = open_source(name)
         try:
             with reading(opened.name):
-                fmt = options.input_format or detect_format(opened)
+                skipped, lines = options.skip
+                if skipped:
+                    _skip(opened.stream, skipped)
+                fmt = "jsonpb" if skipped else options.input_format or detect_format(opened)
                 before = options.report.bad_lines
                 got = 0
-                for batch in _per_batch(_reader(fmt, opened, options)):
+                for batch in _per_batch(_reader(fmt, opened, options, lines + 1)):
                     got += batch.size + len(batch.lost_events)
                     yield batch
-            if got == 0 and options.report.bad_lines > before:
+            if got == 0 and not skipped and options.report.bad_lines > before:
                 hint = "" if options.input_format is None else f" as {fmt} (check --input-format)"
                 raise InputError(f"{opened.name}: no line could be read{hint}")
         finally:
@@ -99,12 +105,25 @@ def _per_batch(batches: Iterable[FlowBatch]) -> Iterator[FlowBatch]:
         yield batch
 
 
-def _reader(fmt: str, opened: Any, options: ReadOptions) -> Iterator[FlowBatch]:
+def _skip(stream: Any, size: int) -> None:
+    """Past the first `size` bytes of a stream (of a gzip file too: read through)."""
+    if stream.seekable():
+        stream.seek(size)
+        return
+    while size > 0:
+        chunk = stream.read(min(size, 1 << 20))
+        if not chunk:
+            return
+        size -= len(chunk)
+
+
+def _reader(fmt: str, opened: Any, options: ReadOptions, first_line: int = 1
+            ) -> Iterator[FlowBatch]:
     if fmt == "jsonpb":
         from flowlens.sources.jsonpb import read_jsonpb
 
         return read_jsonpb(opened, options.report, options.batch_size, options.keep_raw,
-                           options.max_line)
+                           options.max_line, first_line)
     if fmt == "parquet":
         from flowlens.sources.parquet import read_parquet
 

@@ -518,9 +518,9 @@ def test_generated_and_hostile_jsonpb_reads_as_the_reference(data: bytes) -> Non
 
 
 def _tail(path: Path, args: list[str], *, from_runs: bool,
-          monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes, str, bool]:
+          monkeypatch: pytest.MonkeyPatch) -> tuple[int, bytes, str, Any]:
     """`flowlens tail --input-file path args` in this process: exit code, stdout, stderr, and
-    whether it printed from C runs (without a frame)."""
+    what it printed from C runs (without a frame; None: nothing)."""
     from click.testing import CliRunner
 
     from flowlens import cli
@@ -528,24 +528,30 @@ def _tail(path: Path, args: list[str], *, from_runs: bool,
     taken = []
     without_frame = cli._tail_without_frame
 
-    def spy(*a: Any, **k: Any) -> bytes | None:
-        text = without_frame(*a, **k) if from_runs else None
-        taken.append(text is not None)
-        return text
+    def spy(*a: Any, **k: Any) -> Any:
+        printed = without_frame(*a, **k) if from_runs else None
+        taken.append(printed)
+        return printed
 
     with monkeypatch.context() as m:
         m.setattr(cli, "_tail_without_frame", spy)
         done = CliRunner().invoke(cli.main, ["tail", "--input-file", str(path), *args])
-    return done.exit_code, done.stdout_bytes, done.stderr, any(taken)
+    return done.exit_code, done.stdout_bytes, done.stderr, next(filter(None, taken), None)
 
 
 def assert_tail_as_the_frame_path(path: Path, args: list[str],
                                   monkeypatch: pytest.MonkeyPatch) -> bool:
-    """The same exit code and output both ways; whether the C runs printed it."""
-    *got, taken = _tail(path, args, from_runs=True, monkeypatch=monkeypatch)
+    """The same exit code and output both ways; whether the C runs printed all of it."""
+    return _printed_from_runs(path, args, monkeypatch) == "all"
+
+
+def _printed_from_runs(path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The same exit code and output both ways; what the C runs printed: "all", "part" (the
+    frame path the rest) or "none"."""
+    *got, printed = _tail(path, args, from_runs=True, monkeypatch=monkeypatch)
     *want, _ = _tail(path, args, from_runs=False, monkeypatch=monkeypatch)
     assert got == want, args
-    return taken
+    return "none" if printed is None else "all" if printed.whole else "part"
 
 
 TAIL_ARGS = [["--last", "5"], [], ["--first", "7", "-o", "dict"], ["--last", "40", "-o", "table"],
@@ -587,26 +593,92 @@ def test_tail_cuts_runs_at_any_record(long_capture: Path, args: list[str],
     assert assert_tail_as_the_frame_path(long_capture, args, monkeypatch)
 
 
-def test_tail_of_many_records_goes_through_a_frame(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past MOST records (held until printed), the frame path prints them part by part."""
+def test_tail_of_many_records_prints_them_block_by_block(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record of a file prints from runs block by block, any number; --first/--last N
+    and tables (held until printed) up to MOST records, past them the frame path prints."""
     from flowlens.sources.jsonpb_runs import MOST
 
     lines = (ROOT / "samples" / "lab.jsonpb").read_bytes().splitlines(keepends=True)
     path = tmp_path / "many.jsonpb"
     path.write_bytes(b"".join(lines * (MOST // len(lines) + 1)))
-    assert not assert_tail_as_the_frame_path(path, [], monkeypatch)
+    assert assert_tail_as_the_frame_path(path, [], monkeypatch)
+    assert not assert_tail_as_the_frame_path(path, ["-o", "table"], monkeypatch)
     assert not assert_tail_as_the_frame_path(path, ["--last", str(MOST + 1)], monkeypatch)
     assert assert_tail_as_the_frame_path(path, ["--last", str(MOST)], monkeypatch)
+
+
+def _hostile_capture(long_capture: Path, tmp_path: Path, at: int, line: bytes) -> Path:
+    lines = long_capture.read_bytes().splitlines(keepends=True)
+    lines.insert(at, line)
+    path = tmp_path / "hostile.jsonpb"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+_NODE_STATUS = (b'{"node_status":{"state_change":"NODE_CONNECTED","node_names":["n1"],'
+                b'"message":"m"},"node_name":"n1","time":"2026-07-01T08:10:00Z"}\n')
+
+
+@pytest.mark.parametrize("line", [b"not json\n", b'{"flow": {"time": "never"}}\n', _NODE_STATUS,
+                                  b'{"flow": {"verdict": "FORWARDED", "x": "' + b"y" * 5000
+                                  + b'"}}\n'],
+                         ids=["not-json", "bad-time", "node-status", "long-line"])
+@pytest.mark.parametrize("at", [0, 1, 4_000, 9_699])
+@pytest.mark.parametrize("args", [[], ["-o", "dict"], ["-o", "jsonpb"],
+                                  ["--print-node-name", "--numeric"]], ids=" ".join)
+def test_a_block_only_a_frame_reads_takes_over_where_runs_stop(
+        long_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: bytes,
+        at: int, args: list[str]) -> None:
+    """Blocks before one only the frame path reads print from runs; the frame path prints
+    the rest as it would: the same records, separators, bad-line numbers and summary."""
+    from flowlens.sources import jsonpb_runs
+
+    path = _hostile_capture(long_capture, tmp_path, at, line)
+    monkeypatch.setattr(jsonpb_runs, "_BLOCK_LINES", 1_000)
+    printed = _printed_from_runs(path, [*args, "--max-line-size", "4KiB"], monkeypatch)
+    assert printed == ("none" if at < 1_000 else "part")
+
+
+def test_a_gzip_file_hands_over_to_the_frame_path_too(
+        long_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from flowlens.sources import jsonpb_runs
+
+    hostile = _hostile_capture(long_capture, tmp_path, 5_000, b"not json\n")
+    path = tmp_path / "hostile.jsonpb.gz"
+    path.write_bytes(gzip.compress(hostile.read_bytes()))
+    monkeypatch.setattr(jsonpb_runs, "_BLOCK_LINES", 1_000)
+    assert _printed_from_runs(path, ["-o", "dict"], monkeypatch) == "part"
+
+
+def test_tail_of_a_large_file_holds_a_block_at_a_time(tmp_path: Path) -> None:
+    """Printed block by block: a file ten times larger takes about the same memory."""
+    from process_limits import peak_rss_mb
+
+    lines = (ROOT / "samples" / "lab.jsonpb").read_bytes().splitlines(keepends=True)
+    peaks = []
+    for copies in (1, 12):  # 4.4 and 53 MB
+        path = tmp_path / f"x{copies}.jsonpb"
+        path.write_bytes(b"".join(lines) * copies)
+        done, peak = peak_rss_mb([sys.executable, "-m", "flowlens", "tail", "--input-file",
+                                  str(path)], timeout=120)
+        assert done.returncode == 0 and done.stdout.count("\n") == len(lines) * copies
+        peaks.append(peak)
+    assert peaks[1] - peaks[0] < 25, peaks
 
 
 @SETTINGS
 @given(jsonpb_lines(), st.sampled_from(TAIL_ARGS))
 def test_tail_of_generated_and_hostile_jsonpb_is_the_frame_paths(data: bytes,
                                                                  args: list[str]) -> None:
+    from flowlens.sources import jsonpb_runs
+
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as monkeypatch:
         path = Path(tmp) / "flows.jsonpb"
         path.write_bytes(data)
+        monkeypatch.setattr(jsonpb_runs, "_BLOCK_LINES", 3)  # (the frame path takes over anywhere)
         assert_tail_as_the_frame_path(path, args, monkeypatch)
 
 

@@ -225,11 +225,12 @@ class LineBlocks:
     max_line: int = DEFAULT_MAX_LINE
     max_lines: int | None = None
     paused: bool = False
+    first_line: int = 1  # the number of the stream's first line
 
     def __iter__(self) -> Iterator[tuple[bytes, bool]]:
         self._pending = bytearray()  # the start of a line not yet ended
         self._skipping = False  # inside a line too long to keep
-        self._lines = 0  # lines handed on so far
+        self._lines = self.first_line - 1  # lines handed on so far (before: not ours)
         streaming = is_stream(self.stream)
         read1 = getattr(self.stream, "read1", self.stream.read)
         eof = False

@@ -101,18 +101,19 @@ _FLOW_KEYS = frozenset({"verdict", "Type", "IP", "l4", "source", "destination", 
 
 
 def read_jsonpb(opened: Opened, report: ReadReport, batch_size: int = 50_000,
-                keep_raw: bool = False, max_line: int = DEFAULT_MAX_LINE) -> Iterator[FlowBatch]:
+                keep_raw: bool = False, max_line: int = DEFAULT_MAX_LINE,
+                first_line: int = 1) -> Iterator[FlowBatch]:
     """Yield batches of flows from one jsonpb source; bad lines go to `report`. Lines longer
-    than `max_line` bytes are bad lines, read through in bounded memory."""
+    than `max_line` bytes are bad lines, read through in bounded memory. `first_line`: the
+    number of the stream's first line (a stream from the middle of a file of lines)."""
     head = opened.stream.peek(64).lstrip()  # type: ignore[attr-defined]
-    if head[:1] == b"[":
+    if head[:1] == b"[" and first_line == 1:
         yield from _read_array(opened, report, batch_size, keep_raw, max_line)
         return
     position = 0
-    first_line = 1
     long_lines: list[int] = []  # met while reading a block, reported when it is read
     blocks = LineBlocks(opened.stream, long_lines.append, min(batch_size * 1200, MAX_BLOCK),
-                        max_line, min(batch_size, MAX_BLOCK_LINES))
+                        max_line, min(batch_size, MAX_BLOCK_LINES), first_line=first_line)
     # The C fast path when built (flowlens.sources.native); Arrow below stays the reference.
     # From a file (not a pipe: blocks go on as they arrive) the next block is split ahead.
     fast = Shapes(json=True) if native() is not None and not keep_raw else None

@@ -10,7 +10,8 @@ Only what is sure to print as the frame path prints it is taken here. A block th
 leaves to the reference, a record whose JSON is not exactly protobuf's JSON of the message read
 from it (so that the frame path's Arrow reader and protobuf read the same values), a value the
 frame cannot hold: any of these and `tail_runs` answers None before anything is printed, and the
-caller reads the input through a frame instead.
+caller reads the input through a frame instead; `tail_blocks` raises Unusable at that block,
+and the frame path reads on from there.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from flowlens.sources.native import NativeRun, Shapes
 from flowlens.sources.proto import lost_event, lost_problem, shape_columns, shape_problem
 from flowlens.sources.protodict import message_to_dict, response_from_dict
 
-__all__ = ["MOST", "Tail", "tail_runs"]
+__all__ = ["MOST", "Tail", "Unusable", "tail_blocks", "tail_runs"]
 
 # Blocks of at most 4 MiB and 8,192 lines (any cut splits alike: the C code reads line by line;
 # these keep a split's working set small, also for a file of tiny records).
@@ -41,8 +42,8 @@ _BLOCK_LINES = 8192
 MOST = 20_000
 
 
-class _Unusable(Exception):
-    """The frame path must read this input."""
+class Unusable(Exception):
+    """The frame path must read this input (from this block on)."""
 
 
 @dataclass
@@ -78,6 +79,19 @@ class Tail:
 
         return [NativeRun(self.shapes, p.run, p.lost, never) for p in self.parts]
 
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.parts)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the input its records are (whole lines)."""
+        return sum(len(p.block) for p in self.parts)
+
+    @property
+    def lines(self) -> int:
+        return sum(p.block.count(b"\n") for p in self.parts)
+
     def jsonpb(self) -> bytes:
         """Each record as hubble writes it back (from what protobuf reads of it)."""
         return b"".join(encode_response_bytes(to_proto_names(orjson.loads(p.block[s:e]))) + b"\n"
@@ -97,9 +111,19 @@ def tail_runs(opened: Opened, *, first: int | None = None, last: int | None = No
     splitter = _Splitter(whole_messages)
     try:
         parts = _chosen(splitter, splitter.parts(opened, max_line), first, last)
-    except _Unusable:
+    except Unusable:
         return None
     return Tail(splitter.shapes, parts)
+
+
+def tail_blocks(opened: Opened, *, max_line: int = DEFAULT_MAX_LINE,
+                whole_messages: bool = False) -> Iterator[Tail]:
+    """Every record of one jsonpb input, as `tail_runs` without N takes them but in bounded
+    memory and any number: a Tail per block, as it is split. Raises Unusable at a block only
+    the frame path reads: the records before it are those of the Tails given so far."""
+    splitter = _Splitter(whole_messages)
+    for part in splitter.parts(opened, max_line):
+        yield Tail(splitter.shapes, [part])
 
 
 class _Splitter:
@@ -115,13 +139,13 @@ class _Splitter:
         for block, _ in LineBlocks(opened.stream, long_lines.append, _BLOCK_BYTES, max_line,
                                    _BLOCK_LINES):
             if long_lines:
-                raise _Unusable
+                raise Unusable
             yield self.split(bytes(block))
 
     def split(self, block: bytes) -> _Part:
         run = self.shapes.splitter.split_json(block)
         if run is None or not self.shapes.learn(run, lambda at: _shape_values(block, at)):
-            raise _Unusable
+            raise Unusable
         lost = [_lost_event(_message(block[start:end]), before)
                 for start, end, before in run.others]
         if self.whole_messages:
@@ -167,7 +191,7 @@ def _chosen(splitter: _Splitter, parts: Iterator[_Part], first: int | None,
         whole.append(part)
         total += part.records
         if total > MOST:
-            raise _Unusable
+            raise Unusable
     return whole
 
 
@@ -181,7 +205,7 @@ def _readable(line: bytes) -> tuple[dict[str, Any], Any]:
         record = orjson.loads(line)
         return record, response_from_dict(record)
     except _UNREADABLE:
-        raise _Unusable from None
+        raise Unusable from None
 
 
 def _message(line: bytes) -> Any:
@@ -190,20 +214,20 @@ def _message(line: bytes) -> Any:
     try:
         again = orjson.loads(encode_response_bytes(message_to_dict(message)))
     except _UNREADABLE:
-        raise _Unusable from None
+        raise Unusable from None
     if again != record:
-        raise _Unusable
+        raise Unusable
     return message
 
 
 def _lost_event(message: Any, position: int) -> dict[str, Any]:
     if lost_problem(message) is not None:
-        raise _Unusable
+        raise Unusable
     return lost_event(message, position)
 
 
 def _shape_values(block: bytes, at: tuple[int, int]) -> dict[str, Any]:
     message = _message(block[at[0]:at[1]])
     if message.WhichOneof("response_types") != "flow" or shape_problem(message.flow):
-        raise _Unusable
+        raise Unusable
     return shape_columns(message.SerializeToString())
