@@ -224,17 +224,21 @@ def connection_text(row: Any) -> str:
     return f"{row.source} → {row.destination}{port}{protocol} ({row.direction})"
 
 
-def _denied_sentence(row: Any, at: Callable[[Any], str]) -> str:
+def _denied_sentence(row: Any, at: Callable[[Any], str], cut: pd.Timestamp | None) -> str:
+    """One denied end; `cut`: where --since cut the window (the flows before it unread)."""
     # No policy name in the flows is NA (a float NaN here, and truthy).
     named = isinstance(row.policies, str) and row.policies
     by = f"{row.reason} by {row.policies}" if named else str(row.reason)
-    before = (f" (forwarded until {at(row.allowed_before)})"
-              if not pd.isna(row.allowed_before) else "")
+    passed = not pd.isna(row.allowed_before)
+    before = f" (forwarded until {at(row.allowed_before)})" if passed else ""
+    # Nothing passed before the run in the window: it may have begun before the window.
+    earlier = f" or before the window (it starts at {at(cut)})" if cut is not None and \
+        not passed else ""
     if row.status == STILL_DENIED:
-        when = f"still denied, since {at(row.since)}{before}, last at {at(row.last)}"
+        when = f"still denied, since {at(row.since)}{earlier}{before}, last at {at(row.last)}"
     else:
-        when = (f"denied from {at(row.since)} to {at(row.last)}{before}, allowed again at "
-                f"{at(row.allowed_again)}")
+        when = (f"denied from {at(row.since)}{earlier} to {at(row.last)}{before}, allowed "
+                f"again at {at(row.allowed_again)}")
     return f"{connection_text(row)}: {when}; {counted(row.flows, 'flow')}; {by}."
 
 
@@ -275,9 +279,11 @@ def answer_text(report: Report) -> AnswerText | None:
         others = ", ".join(f"{r} {n:,}" for r, n in found.other_drops.itertuples(index=False))
         notes.append(f"Dropped for other reasons: {others} (see Drop Reason).")
     at = clock(report)
+    cut = report.window.since if report.window.requested_since is not None else None
     return AnswerText(
         visible(headline),
-        _first(report, denied, lambda r: _denied_sentence(r, at), "--top, or the JSON summary"),
+        _first(report, denied, lambda r: _denied_sentence(r, at, cut),
+               "--top, or the JSON summary"),
         _first(report, found.changes, lambda r: _change_sentence(r, at), "the JSON summary"),
         [visible(n) for n in notes])
 
