@@ -232,7 +232,7 @@ def _denied_sentence(row: Any, at: Callable[[Any], str], cut: pd.Timestamp | Non
     passed = not pd.isna(row.allowed_before)
     before = f" (forwarded until {at(row.allowed_before)})" if passed else ""
     # Nothing passed before the run in the window: it may have begun before the window.
-    earlier = f" or before the window (it starts at {at(cut)})" if cut is not None and \
+    earlier = f" at the latest (the window starts at {at(cut)})" if cut is not None and \
         not passed else ""
     if row.status == STILL_DENIED:
         when = f"still denied, since {at(row.since)}{earlier}{before}, last at {at(row.last)}"
