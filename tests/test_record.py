@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,49 @@ def test_compaction_and_retention_while_recording(lab: pd.DataFrame,
     assert "files compacted" in err and "1 hour removed (--retain)" in err
     got = flowlens.read(store)
     assert _uuids(got) == _uuids(F.concat([lab, later]))
+
+
+def test_a_write_that_fails_leaves_no_gap_to_resume_over(relay: str, lab: pd.DataFrame,
+                                                         tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A full disk fails a roll written behind: nothing newer may be written after it (the
+    roll buffered meanwhile neither, on the way out), since a resume starts from the newest
+    flow stored and would step over what failed. Started again with room, every flow of the
+    relay is stored exactly once."""
+    from flowlens.errors import StoreError
+    from flowlens.sources.relay import Connection
+    from flowlens.store import writer as writing
+    from flowlens.store.record import Recorder
+
+    real = writing.write_file
+    flows_files: list[Path] = []
+
+    def filling(path: Path, *args: object, **kwargs: object) -> int:
+        if "/flows/" in str(path):
+            flows_files.append(path)
+            if len(flows_files) == 2:  # the second roll of flows: the disk is full
+                raise StoreError(f"cannot write {path}: No space left on device")
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writing, "write_file", filling)
+    store = tmp_path / "store"
+    first = Recorder(store, Connection(relay), roll_flows=500)
+    with pytest.raises(StoreError, match="No space left on device"):
+        first.run()
+    held = flowlens.read(store)
+    assert 0 < len(held) < len(lab) and len(flows_files) == 2
+    missing = lab[~lab["uuid"].isin(set(held["uuid"]))]
+    assert held["time"].max() <= missing["time"].min()  # what is stored has no gap
+
+    monkeypatch.setattr(writing, "write_file", real)
+    second = Recorder(store, Connection(relay), roll_flows=500)
+    second.on_progress = lambda r: r.stop() if r.stream is not None and \
+        _stored(store) + r.writer.accepted_flows >= len(lab) + 50 else None
+    timer = threading.Timer(20, second.stop)  # (whatever happens: the relay has no more)
+    timer.start()
+    try:
+        second.run()
+    finally:
+        timer.cancel()
+    assert _uuids(flowlens.read(store)) == _uuids(lab)

@@ -212,6 +212,9 @@ class StoreWriter:
         self._seq = 0
         self._behind: threading.Thread | None = None
         self._error: StoreError | None = None
+        # A write that failed: nothing is written after it (a resume starts from the newest
+        # flow stored, and would step over what failed).
+        self._failed: StoreError | None = None
 
     # ---- buffering ----
 
@@ -269,8 +272,11 @@ class StoreWriter:
     # ---- writing ----
 
     def flush(self) -> list[Path]:
-        """Write everything buffered, now (after a write started by `flush_behind`)."""
+        """Write everything buffered, now (after a write started by `flush_behind`); after
+        a write that failed, nothing (its error again)."""
         self.wait()
+        if self._failed is not None:
+            raise self._failed
         return self._write_all(self._take())
 
     def flush_behind(self) -> None:
@@ -278,6 +284,8 @@ class StoreWriter:
         Parquet work without Python's lock, so receiving goes on meanwhile. One write at a
         time: this waits for the previous one (and raises its error)."""
         self.wait()
+        if self._failed is not None:
+            raise self._failed
         work = self._take()
         self._behind = threading.Thread(target=self._write_behind, args=(work,),
                                         name="flowlens-store-writer", daemon=True)
@@ -308,6 +316,15 @@ class StoreWriter:
         """Node status and lost events first, then flows, oldest hour first (a resume starts
         from the newest flow written, so nothing older may be left unwritten behind it)."""
         written: list[Path] = []
+        try:
+            self._write_tables(work, written)
+        except StoreError as exc:
+            self._failed = exc
+            raise
+        return written
+
+    def _write_tables(self, work: dict[str, dict[int, list[pa.Table]]], written: list[Path]
+                      ) -> None:
         for name in (NODE_STATUS, LOST_EVENTS, FLOWS):
             for hour, parts in sorted(work[name].items()):
                 table = _sorted(_used_only(pa.concat_tables(parts)))
@@ -319,7 +336,6 @@ class StoreWriter:
                     self.stats.lost_records += table.num_rows
                 else:
                     self.stats.node_status += table.num_rows
-        return written
 
     def _write(self, name: str, hour: int, table: pa.Table) -> Path:
         folder = self.root / partition_folder(name, hour)
