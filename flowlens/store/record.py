@@ -163,6 +163,7 @@ class Recorder:
                     self.newest_received_ns = max(decoded.newest_ns,
                                                   self.newest_received_ns or 0)
             self.writer.add_node_status(_status_rows(decoded.node_status))
+            self.writer.check()
             if self.writer.due():
                 self.writer.flush_behind()
                 self._housekeep()

@@ -300,6 +300,13 @@ class StoreWriter:
         if error is not None:
             raise error
 
+    def check(self) -> None:
+        """Raise the error of a write behind that has ended with one, without waiting for a
+        write still going (a recorder on a quiet relay learns of a full disk at once, not at
+        its next roll)."""
+        if self._behind is not None and not self._behind.is_alive():
+            self.wait()
+
     def _take(self) -> dict[str, dict[int, list[pa.Table]]]:
         work = {name: pending.parts for name, pending in self._pending.items()}
         self._pending = {t: _Pending() for t in TABLES}
